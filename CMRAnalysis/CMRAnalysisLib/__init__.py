@@ -1,0 +1,1 @@
+"""Algorithms of the CMRAnalysis module; importable without Qt or the Slicer application."""

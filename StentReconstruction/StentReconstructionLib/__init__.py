@@ -1,0 +1,1 @@
+"""Algorithms of the StentReconstruction module; importable without Qt or the Slicer application."""
