@@ -1,0 +1,86 @@
+"""The CardiacCase node: one per study, pointing at every module's inputs and outputs.
+
+It is a ``vtkMRMLScriptedModuleNode`` (as SlicerHeart's HeartValve node) whose node references name each
+input and result, so it is saved with the scene and modules find each other's data without importing each
+other. Scalar facts about the study (patient, heart rate, method choices) are stored as JSON parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import slicer
+
+MODULE_NAME = "CardiacCase"
+
+
+class Role:
+    """Node-reference roles. Modules add their own; these are the shared ones."""
+
+    CINE = "CineSequence"
+    CINE_BROWSER = "CineBrowser"
+    FUNCTION_SEGMENTATION = "FunctionSegmentationSequence"
+    FUNCTION_SEGMENTATION_BROWSER = "FunctionSegmentationBrowser"
+    FUNCTION_TABLE = "FunctionTable"
+    CT_VOLUME = "CTVolume"
+    CT_SEGMENTATION = "CTSegmentation"
+
+
+class CardiacCase:
+    """A thin, typed view over the case node; all state lives in the node so it survives save and reload."""
+
+    def __init__(self, node: slicer.vtkMRMLScriptedModuleNode):
+        if node.GetAttribute("ModuleName") != MODULE_NAME:
+            raise ValueError(f"node '{node.GetName()}' is not a CardiacCase node")
+        self.node = node
+
+    @classmethod
+    def create(cls, scene, name: str, study_uid: str = "", patient_id: str = "") -> CardiacCase:
+        node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", name)
+        node.SetAttribute("ModuleName", MODULE_NAME)
+        node.SetParameter("StudyInstanceUID", study_uid)
+        node.SetParameter("PatientID", patient_id)
+        return cls(node)
+
+    @classmethod
+    def all(cls, scene) -> list[CardiacCase]:
+        nodes = scene.GetNodesByClass("vtkMRMLScriptedModuleNode")
+        found = []
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            if node.GetAttribute("ModuleName") == MODULE_NAME:
+                found.append(cls(node))
+        return found
+
+    @classmethod
+    def get_or_create(cls, scene, name: str, study_uid: str = "", patient_id: str = "") -> CardiacCase:
+        """The case of this study if the scene has one (matched by study UID when known), else a new one."""
+        for case in cls.all(scene):
+            if study_uid and case.study_uid == study_uid:
+                return case
+            if not study_uid and case.node.GetName() == name:
+                return case
+        return cls.create(scene, name, study_uid, patient_id)
+
+    @property
+    def study_uid(self) -> str:
+        return self.node.GetParameter("StudyInstanceUID") or ""
+
+    @property
+    def patient_id(self) -> str:
+        return self.node.GetParameter("PatientID") or ""
+
+    def set_reference(self, role: str, node) -> None:
+        self.node.SetNodeReferenceID(role, node.GetID() if node is not None else None)
+
+    def reference(self, role: str):
+        return self.node.GetNodeReference(role)
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value (method choices, summary results) in the node."""
+        self.node.SetParameter(key, json.dumps(value))
+
+    def value(self, key: str, default: Any = None) -> Any:
+        text = self.node.GetParameter(key)
+        return json.loads(text) if text else default

@@ -1,0 +1,126 @@
+"""Inference backends: ONNX Runtime for exported networks, torch for MONAI networks and TorchScript.
+
+Each backend maps a float32 batch ``[N, C, H, W(, D)]`` to per-class scores of the same spatial size. The
+device is CUDA when asked for (or on ``auto``) and available, else the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import ModelError
+from .registry import ModelEntry
+
+
+class Backend(Protocol):
+    device: str
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def cpu_threads() -> int:
+    return int(os.environ.get("CARDIACSUITE_THREADS", os.cpu_count() or 1))
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None and torch.cuda.is_available():
+        return True
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def choose_device(requested: str = "auto") -> str:
+    """``cpu`` or ``cuda``: ``auto`` takes CUDA when present; an explicit ``cuda`` without one is an error."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ModelError(f"device must be auto, cpu or cuda, not '{requested}'")
+    if requested == "cpu":
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if requested == "cuda":
+        raise ModelError("CUDA was asked for but no CUDA device is usable here; use --device cpu or auto")
+    return "cpu"
+
+
+class OnnxRuntimeBackend:
+    def __init__(self, path: Path, entry: ModelEntry, device: str):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = cpu_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelError(f"ONNX Runtime cannot load {path}: {error}") from None
+        self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+        self.input_name = entry.io.get("input") or self.session.get_inputs()[0].name
+        self.output_name = entry.io.get("output") or self.session.get_outputs()[0].name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+
+class TorchBackend:
+    """A TorchScript file, or a MONAI network named in the entry's ``network`` with a state-dict file."""
+
+    def __init__(self, path: Path, entry: ModelEntry, device: str):
+        import torch
+
+        torch.set_num_threads(cpu_threads())
+        self.torch = torch
+        self.device = device
+        try:
+            if entry.network:
+                self.model = build_network(entry.network)
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
+                self.model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            else:
+                self.model = torch.jit.load(str(path), map_location="cpu")
+        except (RuntimeError, ValueError, KeyError, OSError) as error:
+            raise ModelError(f"torch cannot load {path} for model '{entry.id}': {error}") from None
+        self.model.to(device).eval()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+            output = self.model(tensor)
+            if isinstance(output, (list, tuple)):
+                output = output[0]
+            return output.float().cpu().numpy()
+
+
+def build_network(spec: dict):
+    """A MONAI network from ``{"name": "UNet", "args": {...}}`` (names from ``monai.networks.nets``)."""
+    from monai.networks import nets
+
+    name = spec.get("name", "")
+    factory = getattr(nets, name, None)
+    if factory is None:
+        raise ModelError(f"monai.networks.nets has no network '{name}'")
+    return factory(**spec.get("args", {}))
+
+
+def create_backend(entry: ModelEntry, path: Path, device: str = "auto") -> Backend:
+    device = choose_device(device)
+    if entry.backend == "onnxruntime":
+        return OnnxRuntimeBackend(path, entry, device)
+    if entry.backend == "torch":
+        return TorchBackend(path, entry, device)
+    raise ModelError(f"model '{entry.id}' needs backend '{entry.backend}', which CardiacSuite does not provide")
