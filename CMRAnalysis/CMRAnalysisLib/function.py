@@ -26,6 +26,11 @@ from . import volumes
 TASK = "cmr-sax-cine"
 RV, MYOCARDIUM, LV = "Right ventricle", "Left ventricle myocardium", "Left ventricle"
 MID_SLICES_FOR_PHASE_DETECTION = 3
+BASAL_CONVENTION = (
+    "from the largest LV cavity toward the base, the first slice whose cavity area is below 50 % of its apical"
+    " neighbour's is outflow tract or atrium and is excluded with every slice beyond it; the end-diastolic limit"
+    " also bounds end-systole; the same slices count for the RV and the myocardium; apical slices all count"
+)
 PAPILLARY_CONVENTION = "papillary muscles and trabeculations counted in the LV cavity (the model's ACDC convention)"
 
 
@@ -100,7 +105,10 @@ def analyse_cine(
     inference_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    measured = {phase: _phase_volumes(labels[phase], ijk_to_ras, lv, rv, myo) for phase in key_phases}
+    inclusion = basal_inclusion(labels, ed, es, ijk_to_ras, lv)
+    measured = {
+        phase: _phase_volumes(labels[phase], ijk_to_ras, lv, rv, myo, inclusion[phase]) for phase in key_phases
+    }
     results = {
         "lv": {"edv_ml": measured[ed]["lv_ml"], "esv_ml": measured[es]["lv_ml"]},
         "rv": {"edv_ml": measured[ed]["rv_ml"], "esv_ml": measured[es]["rv_ml"]},
@@ -110,6 +118,7 @@ def analyse_cine(
         "es_time_ms": frame_times_ms[es] if frame_times_ms else None,
         "phases": phases,
         "slices": slices,
+        "slices_included": {"ed": inclusion[ed].tolist(), "es": inclusion[es].tolist()},
     }
     for ventricle in ("lv", "rv"):
         if phases > 1:
@@ -130,7 +139,7 @@ def analyse_cine(
         ),
         "papillary_muscles": PAPILLARY_CONVENTION,
         "myocardial_density_g_per_ml": volumes.MYOCARDIAL_DENSITY_G_PER_ML,
-        "basal_and_apical_slices": "every slice the model segments is counted (no basal or apical exclusion)",
+        "basal_and_apical_slices": BASAL_CONVENTION,
     }
     results["per_slice_area_mm2"] = {
         "lv_ed": volumes.slice_areas_mm2(labels[ed] == lv, ijk_to_ras).round(1).tolist(),
@@ -149,11 +158,28 @@ def ejection(edv_ml: float, esv_ml: float) -> dict[str, float]:
     return volumes.ejection(edv_ml, esv_ml)
 
 
-def _phase_volumes(labels: np.ndarray, ijk_to_ras: np.ndarray, lv: int, rv: int, myo: int) -> dict[str, float]:
+def basal_inclusion(labels: dict[int, np.ndarray], ed: int, es: int, ijk_to_ras, lv: int) -> dict[int, np.ndarray]:
+    """Slices counted at each key phase under ``BASAL_CONVENTION``."""
+    ed_areas = volumes.slice_areas_mm2(labels[ed] == lv, ijk_to_ras)
+    direction = volumes.base_direction(ed_areas)
+    ed_limit = volumes.basal_limit(ed_areas, direction)
+    inclusion = {ed: volumes.included_slices(len(ed_areas), ed_limit, direction)}
+    if es != ed:
+        es_areas = volumes.slice_areas_mm2(labels[es] == lv, ijk_to_ras)
+        es_limit = volumes.basal_limit(es_areas, direction)
+        limits = [limit for limit in (ed_limit, es_limit) if limit is not None]
+        # The base moves toward the apex in systole, so the end-diastolic limit also bounds end-systole.
+        es_limit = (min(limits) if direction > 0 else max(limits)) if limits else None
+        inclusion[es] = volumes.included_slices(len(es_areas), es_limit, direction)
+    return inclusion
+
+
+def _phase_volumes(labels: np.ndarray, ijk_to_ras: np.ndarray, lv: int, rv: int, myo: int, include: np.ndarray) -> dict[str, float]:
+    counted = labels * include[:, np.newaxis, np.newaxis]
     return {
-        "lv_ml": volumes.disc_volume_ml(labels == lv, ijk_to_ras),
-        "rv_ml": volumes.disc_volume_ml(labels == rv, ijk_to_ras),
-        "myo_ml": volumes.disc_volume_ml(labels == myo, ijk_to_ras),
+        "lv_ml": volumes.disc_volume_ml(counted == lv, ijk_to_ras),
+        "rv_ml": volumes.disc_volume_ml(counted == rv, ijk_to_ras),
+        "myo_ml": volumes.disc_volume_ml(counted == myo, ijk_to_ras),
     }
 
 
@@ -229,6 +255,8 @@ def add_function_results(scene, input_node, measurement: CineMeasurement, geomet
         item = slicer.vtkMRMLSegmentationNode()
         mrml.fill_segmentation_from_labelmap(item, labels, geometry, specs)
         role = "ED" if phase == measurement.results["ed_phase"] else "ES"
+        if measurement.results["ed_phase"] == measurement.results["es_phase"]:
+            role = "phase"
         item.SetName(f"{name} {role}")
         sequence.SetDataNodeAtValue(item, f"{times[phase]:g}" if times else str(phase))
     browser = mrml.add_browser(scene, sequence, f"{name} function segmentation browser")

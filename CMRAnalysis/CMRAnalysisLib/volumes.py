@@ -49,3 +49,40 @@ def end_diastole_and_systole(volume_curve: np.ndarray) -> tuple[int, int]:
 
 def myocardial_mass_g(myocardium_ml: float) -> float:
     return MYOCARDIAL_DENSITY_G_PER_ML * myocardium_ml
+
+
+BASAL_AREA_DROP = 0.5
+
+
+def base_direction(areas_mm2: np.ndarray) -> int:
+    """+1 if the base lies toward higher slice indices, -1 otherwise: the base half holds the larger cavity."""
+    areas = np.asarray(areas_mm2, dtype=float)
+    half = len(areas) // 2
+    return 1 if areas[len(areas) - half :].sum() >= areas[:half].sum() else -1
+
+
+def basal_limit(areas_mm2: np.ndarray, direction: int) -> int | None:
+    """Index of the first slice beyond the true base, or None when every slice counts.
+
+    Walking from the largest cavity toward the base, a slice whose cavity area falls below half of its
+    apical neighbour's lies in the outflow tract or above the mitral valve (the cavity no longer a ventricle).
+    """
+    areas = np.asarray(areas_mm2, dtype=float)
+    index = int(np.argmax(areas))
+    while 0 <= index + direction < len(areas):
+        following = index + direction
+        if areas[following] < BASAL_AREA_DROP * areas[index]:
+            return following
+        index = following
+    return None
+
+
+def included_slices(count: int, limit: int | None, direction: int) -> np.ndarray:
+    """Boolean per slice: True where the slice lies on the apical side of ``limit``."""
+    include = np.ones(count, dtype=bool)
+    if limit is not None:
+        if direction > 0:
+            include[limit:] = False
+        else:
+            include[: limit + 1] = False
+    return include
