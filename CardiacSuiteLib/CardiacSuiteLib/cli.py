@@ -100,9 +100,10 @@ def cmr_function(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     progress = Progress(args.quiet)
-    progress(0.0, f"reading {args.input}")
     series = read_image_input(args.input, series_uid=args.series)
     loaded = time.perf_counter()
+    frames, slices = series.frames.shape[:2]
+    progress(0.0, f"read {series.name}: {frames} phases x {slices} slices in {loaded - started:.1f} s")
     results = analyse_series_to_folder(series, Path(args.out), args, progress, started, loaded)
     print_function_summary(results)
     return 0

@@ -14,6 +14,18 @@ def data_root() -> Path:
     return Path(os.environ.get("CARDIACSUITE_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cardiacsuite_home(tmp_path_factory):
+    """Tests never read or write the user's real model cache."""
+    previous = os.environ.get("CARDIACSUITE_HOME")
+    os.environ["CARDIACSUITE_HOME"] = str(tmp_path_factory.mktemp("cardiacsuite-home"))
+    yield
+    if previous is None:
+        os.environ.pop("CARDIACSUITE_HOME", None)
+    else:
+        os.environ["CARDIACSUITE_HOME"] = previous
+
+
 @pytest.fixture
 def app(tmp_path):
     from CardiacSuiteLib.app import create_app
