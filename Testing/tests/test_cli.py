@@ -169,7 +169,7 @@ def test_mixed_series_asks_for_one(tmp_path, capsys):
 
 def test_wrong_modality(tmp_path, capsys):
     ct = ImageSeries(np.ones((1, 4, 8, 8), np.float32), np.eye(4), name="ct", modality="CT", source="ct")
-    from CardiacSuiteLib import cli
+    from CMRAnalysisLib import cli
 
     out = existing_output(tmp_path)
     with pytest.raises(Exception) as error:

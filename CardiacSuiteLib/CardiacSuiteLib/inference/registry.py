@@ -92,6 +92,8 @@ class ModelEntry:
 
 def parse_entry(raw: dict, origin: str) -> ModelEntry:
     """Check one registry entry against the schema and turn it into a ``ModelEntry``."""
+    if not isinstance(raw, dict):
+        raise ModelError(f"{origin}: every entry of 'models' must be an object, not {raw!r}")
     where = f"{origin}: model {raw.get('id', '?')!r}"
     for key, kind in REQUIRED_KEYS.items():
         if key not in raw:
@@ -108,14 +110,15 @@ def parse_entry(raw: dict, origin: str) -> ModelEntry:
         raise ModelError(f"{where}: file.name must be a plain file name")
     labels = []
     for label in raw["labels"]:
-        if not isinstance(label.get("value"), int) or label["value"] <= 0 or not label.get("name"):
+        if not isinstance(label, dict) or not isinstance(label.get("value"), int) or label["value"] <= 0 or not label.get("name"):
             raise ModelError(f"{where}: every label needs a positive integer 'value' and a 'name'")
         labels.append(
             LabelInfo(label["value"], label["name"], tuple(label.get("color", (1.0, 1.0, 0.0))), label.get("code", {}))
         )
     for source in raw["sources"]:
-        if source.get("type") not in ("python-package", "url"):
-            raise ModelError(f"{where}: source type {source.get('type')!r} is not 'python-package' or 'url'")
+        kind = source.get("type") if isinstance(source, dict) else None
+        if kind not in ("python-package", "url"):
+            raise ModelError(f"{where}: source type {kind!r} is not 'python-package' or 'url'")
     return ModelEntry(
         id=raw["id"],
         version=raw["version"],
@@ -145,8 +148,12 @@ def load_registry_file(path: Path) -> list[ModelEntry]:
         raise ModelError(f"model registry {path} does not exist") from None
     except json.JSONDecodeError as error:
         raise ModelError(f"model registry {path} is not valid JSON (line {error.lineno}): {error.msg}") from None
+    if not isinstance(document, dict):
+        raise ModelError(f"model registry {path} must hold a JSON object with 'schemaVersion' and 'models'")
     if document.get("schemaVersion") != SCHEMA_VERSION:
         raise ModelError(f"model registry {path} has schemaVersion {document.get('schemaVersion')!r}, expected 1")
+    if not isinstance(document.get("models", []), list):
+        raise ModelError(f"model registry {path}: 'models' must be a list")
     return [parse_entry(raw, str(path)) for raw in document.get("models", [])]
 
 
