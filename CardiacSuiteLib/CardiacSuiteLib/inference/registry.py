@@ -3,8 +3,9 @@
 A model is an entry of ``Resources/Models.json`` (id, version, task, labels with terminology codes, input
 geometry and normalisation, backend, file with size and sha256, sources, licence and model card). Weights
 live in a per-user cache (never inside the Slicer install tree) and are verified by checksum every time they
-are used. They arrive from one of the entry's sources: an installed Python package that ships them, a URL
-(only when the user asks for a download), or a file the user imports by hand for an offline hospital.
+are used. They arrive from one of the entry's sources: weights bundled with CardiacSuite itself, an installed
+Python package that ships them, a URL (only when the user asks for a download), or a file the user imports by
+hand for an offline hospital.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
 BUILTIN_REGISTRY = RESOURCES / "Models.json"
 SCHEMA_VERSION = 1
 BACKENDS = ("onnxruntime", "torch")
+SOURCE_TYPES = ("bundled", "python-package", "url")
 REQUIRED_KEYS = {
     "id": str,
     "version": str,
@@ -110,7 +112,9 @@ def parse_entry(raw: dict, origin: str) -> ModelEntry:
         raise ModelError(f"{where}: file.name must be a plain file name")
     labels = []
     for label in raw["labels"]:
-        if not isinstance(label, dict) or not isinstance(label.get("value"), int) or label["value"] <= 0 or not label.get("name"):
+        if not isinstance(label, dict) or not isinstance(label.get("value"), int):
+            raise ModelError(f"{where}: every label needs a positive integer 'value' and a 'name'")
+        if label["value"] <= 0 or not label.get("name"):
             raise ModelError(f"{where}: every label needs a positive integer 'value' and a 'name'")
         labels.append(
             LabelInfo(label["value"], label["name"], tuple(label.get("color", (1.0, 1.0, 0.0))), label.get("code", {}))
@@ -243,6 +247,12 @@ class ModelRegistry:
         """Fetch the weights from the first source that has them into the cache, checksum-verified."""
         reasons = []
         for source in entry.sources:
+            if source["type"] == "bundled":
+                bundled = resource_root(source) / source["path"]
+                if not bundled.is_file():
+                    reasons.append(f"bundled file {bundled} is missing from this installation")
+                    continue
+                return self.import_file(entry, bundled)
             if source["type"] == "python-package":
                 located = _package_file(source)
                 if located is None:
@@ -304,6 +314,17 @@ class ModelRegistry:
                 except (zipfile.BadZipFile, KeyError) as error:
                     raise ModelError(f"{source['url']} does not hold {source['member']}: {error}") from None
             return self.import_file(entry, weights)
+
+
+def resource_root(source: dict) -> Path:
+    """Where a bundled source's path starts: a module's ``Resources`` folder, CardiacSuiteLib's by default."""
+    module = source.get("module", "CardiacSuiteLib")
+    if module == "CardiacSuiteLib":
+        return RESOURCES
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"CardiacSuite module '{module}' holding bundled model weights is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "Resources"
 
 
 def _package_file(source: dict) -> Path | None:
