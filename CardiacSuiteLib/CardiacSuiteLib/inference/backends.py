@@ -92,7 +92,9 @@ class TorchBackend:
                 self.model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
             else:
                 self.model = torch.jit.load(str(path), map_location="cpu")
-        except (RuntimeError, ValueError, KeyError, OSError) as error:
+        except ModelError:
+            raise
+        except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, TypeError... for bad files
             raise ModelError(f"torch cannot load {path} for model '{entry.id}': {error}") from None
         self.model.to(device).eval()
 

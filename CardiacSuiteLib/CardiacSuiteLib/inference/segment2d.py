@@ -96,7 +96,7 @@ class SliceSegmenter:
         cropped = scaled[:, prep.rows, prep.cols]
         side = cropped.shape[1:]
         to_model = Resize(spatial_size=self.size, mode="bilinear", anti_aliasing=True)
-        to_image = Resize(spatial_size=side, mode="nearest")
+        to_image = Resize(spatial_size=side, mode="nearest-exact")
         labels = np.zeros(slices.shape, dtype=np.uint8)
         start, stop = progress_span
         for first in range(0, len(slices), self.batch_size):
@@ -121,4 +121,5 @@ def keep_largest_components(labels: np.ndarray, values: list[int]) -> np.ndarray
     if not present:
         return labels
     transform = KeepLargestConnectedComponent(applied_labels=present, independent=True, connectivity=1)
-    return np.asarray(transform(labels[np.newaxis]))[0].astype(labels.dtype)
+    # MONAI edits a numpy input in place: give it a copy so that the caller's label map is left as it was.
+    return np.asarray(transform(labels[np.newaxis].copy()))[0].astype(labels.dtype)
