@@ -497,3 +497,16 @@ def test_builtin_sources_are_unchanged_by_parsing():
     before = copy.deepcopy(raw)
     parse_entry(raw, "Models.json")
     assert raw == before
+
+
+def test_get_returns_the_newest_version_unless_one_is_named(tmp_path):
+    entries = [parse_entry(raw_entry(version=v), "test") for v in ("0.9.1", "0.10.0", "0.2")]
+    registry = ModelRegistry(entries, tmp_path)
+    assert registry.get("tiny-model").version == "0.10.0"
+    assert registry.get("tiny-model", version="0.9.1").version == "0.9.1"
+
+
+@pytest.mark.parametrize("field, value", [("id", "../escape"), ("version", "1/2"), ("id", ".hidden")])
+def test_id_and_version_cannot_leave_the_cache(field, value):
+    with pytest.raises(ModelError, match=field):
+        parse_entry(raw_entry(**{field: value}), "test")

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -97,6 +98,10 @@ def parse_entry(raw: dict, origin: str) -> ModelEntry:
     if not isinstance(raw, dict):
         raise ModelError(f"{origin}: every entry of 'models' must be an object, not {raw!r}")
     where = f"{origin}: model {raw.get('id', '?')!r}"
+    for key in ("id", "version"):
+        text = raw.get(key)
+        if isinstance(text, str) and not _SAFE_NAME.fullmatch(text):
+            raise ModelError(f"{where}: '{key}' may hold only letters, digits, '.', '_' and '-' (it names a cache folder)")
     for key, kind in REQUIRED_KEYS.items():
         if key not in raw:
             raise ModelError(f"{where} lacks the required field '{key}'")
@@ -208,9 +213,10 @@ class ModelRegistry:
         if not matches:
             known = ", ".join(sorted({entry.id for entry in self.models(task)})) or "none"
             raise ModelError(f"unknown model '{model_id}'" + (f" version {version}" if version else "") + f"; known models: {known}")
-        if task is not None and matches[0].task != task:
-            raise ModelError(f"model '{model_id}' is for the task '{matches[0].task}', not '{task}'")
-        return matches[0]
+        newest = max(matches, key=lambda entry: _version_key(entry.version))
+        if task is not None and newest.task != task:
+            raise ModelError(f"model '{model_id}' is for the task '{newest.task}', not '{task}'")
+        return newest
 
     # ------------------------------------------------------------------------------------------ cache
 
@@ -314,6 +320,14 @@ class ModelRegistry:
                 except (zipfile.BadZipFile, KeyError) as error:
                     raise ModelError(f"{source['url']} does not hold {source['member']}: {error}") from None
             return self.import_file(entry, weights)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _version_key(version: str) -> tuple:
+    """Numeric parts compare as numbers, so 0.10.0 is newer than 0.9.1."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.\-+]", version))
 
 
 def resource_root(source: dict) -> Path:
