@@ -497,7 +497,7 @@ class CMRAnalysisLogic(ScriptedLoadableModuleLogic):
         :param progress: callback(fraction in 0..1, message), called between slices.
         :param cancel: a CancelToken; the analysis raises Cancelled after token.cancel() and adds nothing.
         """
-        from CMRAnalysisLib.function import run_function_analysis
+        from CMRAnalysisLib.function_scene import run_function_analysis
 
         return run_function_analysis(
             slicer.mrmlScene,

@@ -207,11 +207,12 @@ def fill_segmentation_from_labelmap(segmentation_node, labels, ijk_to_ras_matrix
     segmentation_node.Modified()
 
 
-def labelmap_from_segmentation(segmentation_node, reference_volume, segment_values: dict[str, int] | None = None):
+def labelmap_from_segmentation(segmentation_node, reference_volume, segment_values: dict[str, int] | None = None, scene=None):
     """Label map ``[k, j, i]`` of a segmentation on the reference volume's grid.
 
     ``segment_values`` maps segment names to label values; by default segments are numbered 1, 2, … in their
-    order. Where segments overlap, the later segment wins, as in Slicer's export.
+    order. Where segments overlap, the later segment wins, as in Slicer's export. ``scene`` is needed for a
+    segmentation that is not in a scene itself (a sequence item).
     """
     segmentation = segmentation_node.GetSegmentation()
     ids, values = vtk.vtkStringArray(), []
@@ -223,7 +224,7 @@ def labelmap_from_segmentation(segmentation_node, reference_volume, segment_valu
             ids.InsertNextValue(segment_id)
             values.append(value)
     labelmap_node = slicer.vtkMRMLLabelMapVolumeNode()
-    scene = segmentation_node.GetScene()
+    scene = scene or segmentation_node.GetScene() or reference_volume.GetScene()
     scene.AddNode(labelmap_node)
     try:
         if ids.GetNumberOfValues() and not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(

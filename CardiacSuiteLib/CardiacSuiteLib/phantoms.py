@@ -36,6 +36,8 @@ def beating_heart_cine(
     esv_radius_mm: float = 19.0,
     noise: float = 0.03,
     seed: int = 7,
+    thin_sector_deg: tuple[float, float] | None = None,
+    thin_factor: float = 0.5,
 ) -> CinePhantom:
     """A short-axis cine whose LV and RV volumes are known analytically (disc summation of exact circles)."""
     rng = np.random.default_rng(seed)
@@ -58,7 +60,14 @@ def beating_heart_cine(
         rv_width = 10.0 + 12.0 * contraction  # crescent thickness at its centre, mm
         for k in range(slices):
             r_endo = radius * profile[k]
-            r_epi = r_endo + wall * (0.6 + 0.4 * profile[k])
+            thickness = wall * (0.6 + 0.4 * profile[k])
+            if thin_sector_deg is not None:
+                # A regional wall thinning between two image angles (degrees, 0 = +x column direction).
+                theta = np.degrees(np.arctan2(y_mm, x_mm)) % 360.0
+                lo, hi = (a % 360.0 for a in thin_sector_deg)
+                sector = (theta >= lo) & (theta < hi) if lo < hi else (theta >= lo) | (theta < hi)
+                thickness = np.where(sector, thickness * thin_factor, thickness)
+            r_epi = r_endo + thickness
             dist_lv = np.hypot(x_mm, y_mm)
             cavity = dist_lv <= r_endo
             myocardium = (dist_lv <= r_epi) & ~cavity
@@ -85,7 +94,8 @@ def beating_heart_cine(
     frames = np.clip(frames, 0.0, None) * 1000.0
     ijk_to_ras = np.array(
         [
-            [-pixel_mm, 0.0, 0.0, centre * pixel_mm],
+            # Columns run toward the patient's left and rows toward posterior, as a short-axis view is shown.
+            [pixel_mm, 0.0, 0.0, -centre * pixel_mm],
             [0.0, -pixel_mm, 0.0, centre * pixel_mm],
             [0.0, 0.0, slice_spacing_mm, 0.0],
             [0.0, 0.0, 0.0, 1.0],

@@ -24,7 +24,7 @@ from CardiacSuiteLib.phantoms import beating_heart_cine
 from test_dicom import write_cine
 
 REQUIRED_KEYS = [
-    ("lv", "edv_ml"), ("lv", "esv_ml"), ("lv", "sv_ml"), ("lv", "ef_pct"),
+    ("lv", "edv_ml"), ("lv", "esv_ml"), ("lv", "sv_ml"), ("lv", "ef_pct"), ("lv", "mass_g"), ("lv", "co_l_min"),
     ("rv", "edv_ml"), ("rv", "esv_ml"), ("rv", "sv_ml"), ("rv", "ef_pct"),
     ("ed_phase",), ("es_phase",), ("model", "id"), ("model", "version"), ("timing_s", "total"),
 ]
@@ -74,7 +74,8 @@ def assert_untouched(out: Path) -> None:
 def test_cmr_function_on_a_phantom_cine(tmp_path, phantom, capsys):
     cine = write_seq_nrrd(phantom.series, tmp_path / "cine.seq.nrrd")
     out = tmp_path / "result"
-    assert main(["cmr-function", str(cine), "--out", str(out), "--device", "cpu"]) == 0
+    assert main(["cmr-function", str(cine), "--out", str(out), "--device", "cpu", "--phases", "ed-es",
+                 "--height-cm", "172", "--weight-kg", "70", "--sex", "F", "--age", "50"]) == 0
     stdout = capsys.readouterr().out
     assert "LV: EDV" in stdout and "ml" in stdout and "%" in stdout
 
@@ -91,8 +92,13 @@ def test_cmr_function_on_a_phantom_cine(tmp_path, phantom, capsys):
     assert abs(results["lv"]["ef_pct"] - truth_ef) < 6.0
     assert results["lv"]["sv_ml"] == pytest.approx(results["lv"]["edv_ml"] - results["lv"]["esv_ml"])
     assert sorted(p.name for p in out.iterdir()) == [
-        "results.json", "scene.mrb", "segmentation_ED.seg.nrrd", "segmentation_ES.seg.nrrd"
+        "polar_map.png", "results.json", "scene.mrb", "segmentation_ED.seg.nrrd", "segmentation_ES.seg.nrrd",
+        "volume_curves.csv",
     ]
+    assert results["bsa_m2"] == pytest.approx((172 * 70 / 3600) ** 0.5)
+    assert results["lv"]["edvi_ml_m2"] == pytest.approx(results["lv"]["edv_ml"] / results["bsa_m2"])
+    assert results["aha"]["available"] and len(results["aha"]["segments"]) == 17
+    assert (out / "volume_curves.csv").read_text().startswith("phase,time_ms,lv_volume_ml")
 
     # The bundle opens as a Slicer scene with the case node pointing at every result.
     app = create_app(cache_dir=tmp_path / "cache")
@@ -103,6 +109,28 @@ def test_cmr_function_on_a_phantom_cine(tmp_path, phantom, capsys):
     assert case.reference(Role.FUNCTION_TABLE).GetTable().GetNumberOfRows() >= 6
     assert case.reference(Role.CINE).GetNumberOfDataNodes() == 8
     assert case.value("FunctionResults")["lv"]["edv_ml"] == pytest.approx(results["lv"]["edv_ml"])
+    assert case.value("FunctionResults")["bsa_m2"] == pytest.approx(results["bsa_m2"])
+
+    # The correction loop: the reader erases the LV cavity on one end-diastolic slice and runs again.
+    from CardiacSuiteLib import mrml
+
+    corrected = mrml.load_segmentation(app.scene, out / "segmentation_ED.seg.nrrd")
+    grid = mrml.add_volume(app.scene, np.zeros(phantom.series.frames.shape[1:], np.float32), phantom.series.ijk_to_ras, "grid")
+    values = {"Right ventricle": 1, "Left ventricle myocardium": 2, "Left ventricle": 3}
+    labels = mrml.labelmap_from_segmentation(corrected, grid, values)
+    slice_with_cavity = int(np.argmax((labels == 3).sum(axis=(1, 2))))
+    labels[slice_with_cavity][labels[slice_with_cavity] == 3] = 0
+    from CMRAnalysisLib.function_scene import SEGMENT_SPECS
+
+    edited = mrml.add_segmentation_from_labelmap(app.scene, labels, phantom.series.ijk_to_ras, SEGMENT_SPECS, "edited")
+    mrml.save_node(edited, tmp_path / "reader_ED.seg.nrrd")
+    again = tmp_path / "again"
+    assert main(["cmr-function", str(cine), "--out", str(again), "--phases", "ed-es", "--quiet",
+                 "--segmentation", str(tmp_path / "reader_ED.seg.nrrd")]) == 0
+    recomputed = json.loads((again / "results.json").read_text())
+    assert recomputed["edited"]["phases"] == [results["ed_phase"]]
+    ed_volume = recomputed["curves"]["lv_ml"][recomputed["curves"]["phase"].index(results["ed_phase"])]
+    assert ed_volume < results["lv"]["edv_ml"] - 5
 
 
 @pytest.mark.slow
@@ -113,7 +141,7 @@ def test_single_phase_volume_gives_volumes_only(tmp_path, phantom, capsys):
     assert main(["cmr-function", str(path), "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["lv"]["ef_pct"] is None and results["lv"]["edv_ml"] > 50
-    assert (out / "segmentation_phase.seg.nrrd").is_file()
+    assert (out / "segmentation.seg.nrrd").is_file()
 
 
 def test_missing_input(tmp_path, capsys):
@@ -207,6 +235,23 @@ def test_unwritable_output(tmp_path, phantom, capsys):
     blocker.write_text("I am a file")
     assert main(["cmr-function", str(path), "--out", str(blocker / "out"), "--quiet"]) == 2
     assert "cannot write" in error_line(capsys) or "could not write" in error_line(capsys)
+
+
+def test_bad_analysis_options(tmp_path, phantom, capsys):
+    path = write_image(ImageSeries(phantom.series.frames[:1], phantom.series.ijk_to_ras, modality="MR"), tmp_path / "x.nrrd")
+    out = existing_output(tmp_path)
+    cases = [
+        (["--exclude-slices", "0,99"], "slices 0 to"),
+        (["--rv-insertion-anterior", "1,2,3"], "both"),
+        (["--rv-insertion-anterior", "1,2", "--rv-insertion-inferior", "1,2,3"], "R,A,S"),
+        (["--height-cm", "170"], "both --height-cm and --weight-kg"),
+        (["--height-cm", "1.7", "--weight-kg", "70"], "height"),
+        (["--segmentation", str(tmp_path / "missing_ED.seg.nrrd")], "no such file"),
+    ]
+    for extra, expected in cases:
+        assert main(["cmr-function", str(path), "--out", str(out), *extra]) == 2, extra
+        assert expected in error_line(capsys), extra
+        assert_untouched(out)
 
 
 def test_installed_command_lists_models():

@@ -18,13 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from CardiacSuiteLib.imageio import read_image_input  # noqa: E402
 from CardiacSuiteLib.inference.registry import ModelRegistry  # noqa: E402
 from CardiacSuiteLib.inference.segment2d import SliceSegmenter  # noqa: E402
-from CMRAnalysisLib.function import TASK, analyse_cine  # noqa: E402
+from CMRAnalysisLib.function import TASK, FunctionOptions, analyse_cine  # noqa: E402
 from validation.sunnybrook import dice, manual_reference, patients  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sunnybrook"
 
 
-def validate(root: Path, model_id: str | None = None, device: str = "cpu") -> list[dict]:
+def validate(root: Path, model_id: str | None = None, device: str = "cpu", phases: str = "all") -> list[dict]:
     segmenter = SliceSegmenter.from_registry(ModelRegistry.default(), model_id, TASK, device)
     lv = segmenter.entry.label_value("Left ventricle")
     rows = []
@@ -32,10 +32,13 @@ def validate(root: Path, model_id: str | None = None, device: str = "cpu") -> li
         started = time.perf_counter()
         series = read_image_input(dicom_folder)
         reference = manual_reference(patient, dicom_folder, contour_folder, series)
-        measured = analyse_cine(series.frames, series.ijk_to_ras, segmenter, series.frame_times_ms)
-        auto = measured.results
+        auto, measured = analyse_cine(
+            series.frames, series.ijk_to_ras, segmenter, series.frame_times_ms, FunctionOptions(phases=phases)
+        )
         dices = {}
-        for role, auto_phase, manual_phase in (("ed", auto["ed_phase"], reference.ed_phase), ("es", auto["es_phase"], reference.es_phase)):
+        for role, manual_phase in (("ed", reference.ed_phase), ("es", reference.es_phase)):
+            # Dice on the reader's own phase and slices (the automatic labels of that phase when segmented).
+            auto_phase = manual_phase if manual_phase in measured.labels else auto[f"{role}_phase"]
             slices = reference.contoured_slices[manual_phase]
             auto_mask = measured.labels[auto_phase][slices] == lv
             dices[role] = dice(auto_mask, reference.masks[manual_phase][slices])
@@ -65,8 +68,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("CARDIACSUITE_DATA", DEFAULT_DATA.parent)) / "sunnybrook")
     parser.add_argument("--model")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--phases", choices=("all", "ed-es"), default="all")
     args = parser.parse_args()
-    rows = validate(args.data, args.model, args.device)
+    rows = validate(args.data, args.model, args.device, args.phases)
     print("patient     | EDV auto/manual ml | ESV auto/manual ml | EF auto/manual % | EDV err % | EF err pts | LV Dice ED/ES | phases auto (manual) | s")
     for r in rows:
         print(

@@ -1,0 +1,374 @@
+"""The function analysis in the MRML scene: read the cine, write the results, recompute after edits.
+
+Results land as: a segmentation sequence (synchronised with the cine's browser when every phase was
+segmented, so stepping through phases shows image and contours together), a results table, a volume-curve
+table with a plot chart, an AHA segment table, RV insertion points as editable markups, and references plus
+the full results on the study's CardiacCase node. ``recompute_from_scene`` reads the (possibly edited)
+segmentations and markups back and updates every figure, recording what the reader changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import slicer
+from CardiacSuiteLib import mrml
+from CardiacSuiteLib.case import CardiacCase, Role
+from CardiacSuiteLib.errors import InputError
+from CardiacSuiteLib.inference import CancelToken, ProgressCallback, report
+from CardiacSuiteLib.inference.registry import ModelRegistry
+from CardiacSuiteLib.inference.segment2d import SliceSegmenter
+
+from .function import LABELS, TASK, FunctionOptions, analyse_cine, labels_digest, measure_function
+
+SEGMENT_SPECS = [
+    mrml.SegmentSpec(1, "Right ventricle", (0.35, 0.55, 0.95)),
+    mrml.SegmentSpec(2, "Left ventricle myocardium", (0.25, 0.8, 0.35)),
+    mrml.SegmentSpec(3, "Left ventricle", (0.9, 0.3, 0.25)),
+]
+CURVES_ROLE = "FunctionCurvesTable"
+PLOT_ROLE = "FunctionCurvesPlot"
+AHA_ROLE = "FunctionAHATable"
+INSERTION_ROLE = "RVInsertionPoints"
+RESULTS_KEY = "FunctionResults"
+OPTIONS_KEY = "FunctionOptions"
+
+
+@dataclass
+class FunctionAnalysis:
+    """What the analysis added to (or updated in) the scene, and its figures."""
+
+    results: dict
+    table: object
+    segmentation_sequence: object
+    segmentation_browser: object
+    case_node: object
+    curves_table: object = None
+    plot_chart: object = None
+    aha_table: object = None
+    insertion_points: object = None
+
+
+# ------------------------------------------------------------------------------------------------ input
+
+
+def cine_from_node(input_node) -> tuple[np.ndarray, np.ndarray, list[float] | None, list[str] | None]:
+    """Frames ``[T, K, J, I]``, IJK-to-RAS, frame times (ms) and index strings of a volume sequence or volume."""
+    if input_node is None:
+        raise InputError("no input selected: choose a short-axis cine (volume sequence) or a volume")
+    if input_node.IsA("vtkMRMLSequenceNode"):
+        count = input_node.GetNumberOfDataNodes()
+        if count == 0:
+            raise InputError(f"sequence '{input_node.GetName()}' is empty")
+        first = input_node.GetNthDataNode(0)
+        if not first.IsA("vtkMRMLScalarVolumeNode"):
+            raise InputError(f"sequence '{input_node.GetName()}' does not hold volumes")
+        geometry = mrml.ijk_to_ras(first)
+        frames = []
+        for index in range(count):
+            item = input_node.GetNthDataNode(index)
+            if not np.allclose(mrml.ijk_to_ras(item), geometry, atol=1e-3):
+                raise InputError(f"phase {index} of '{input_node.GetName()}' has a different geometry from phase 0")
+            frames.append(mrml.array_from_volume(item))
+        if len({frame.shape for frame in frames}) != 1:
+            raise InputError(f"the phases of '{input_node.GetName()}' differ in size")
+        index_values = [input_node.GetNthIndexValue(i) for i in range(count)]
+        times = None
+        if input_node.GetIndexUnit() == "ms":
+            try:
+                times = [float(value) for value in index_values]
+            except ValueError:
+                times = None
+        return np.stack(frames), geometry, times, index_values
+    if input_node.IsA("vtkMRMLScalarVolumeNode"):
+        return mrml.array_from_volume(input_node)[np.newaxis], mrml.ijk_to_ras(input_node), None, None
+    raise InputError(f"'{input_node.GetName()}' is a {input_node.GetClassName()}, not a cine or a volume")
+
+
+def browser_of(scene, sequence_node):
+    """The sequence browser that shows ``sequence_node``, if any."""
+    browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+    for index in range(browsers.GetNumberOfItems()):
+        browser = browsers.GetItemAsObject(index)
+        if browser.IsSynchronizedSequenceNodeID(sequence_node.GetID(), True):
+            return browser
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+
+
+def run_function_analysis(
+    scene,
+    input_node,
+    model_id: str | None = None,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    registry: ModelRegistry | None = None,
+    case: CardiacCase | None = None,
+    allow_download: bool = False,
+    options: FunctionOptions | None = None,
+    edits: dict[int, np.ndarray] | Callable[[dict], dict[int, np.ndarray]] | None = None,
+) -> FunctionAnalysis:
+    """Analyse the cine in ``input_node`` and add the results to ``scene``.
+
+    ``edits`` replaces the AI labels of some phases by a reader's corrected ones (phase → label map on the
+    cine grid) before measuring; the results then list those phases as edited. It may be a function of the
+    AI results, for corrections named by the AI's end-diastolic or end-systolic phase. Nothing is added to the scene
+    until every figure is computed, so a cancelled or failed run leaves the scene as it was.
+    """
+    options = options or FunctionOptions()
+    options.validate()
+    frames, geometry, times, index_values = cine_from_node(input_node)
+    registry = registry or ModelRegistry.default()
+    report(progress, 0.0, "loading the model")
+    segmenter = SliceSegmenter.from_registry(registry, model_id, TASK, device, allow_download)
+    results, segmentation = analyse_cine(frames, geometry, segmenter, times, options, progress, cancel)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    labels = segmentation.labels
+    if callable(edits):
+        edits = edits(results)
+    if edits:
+        unknown = sorted(set(edits) - set(labels))
+        if unknown:
+            raise InputError(f"corrected segmentation for phase(s) {unknown}, which the analysis did not segment")
+        labels = {**labels, **edits}
+        started = time.perf_counter()
+        edited = measure_function(frames, labels, geometry, times, options)
+        for key in ("model", "timing_s", "ai_label_digests"):
+            edited[key] = results[key]
+        edited["timing_s"]["measurement"] = time.perf_counter() - started
+        changed = [p for p in sorted(edits) if labels_digest(edits[p]) != results["ai_label_digests"][str(p)]]
+        edited["edited"] = {"phases": changed, "rv_insertion_points_moved": False, "note": "figures computed from the reader's contours"}
+        results = edited
+    return add_function_results(scene, input_node, results, labels, geometry, index_values, options, case)
+
+
+def add_function_results(scene, input_node, results: dict, labels: dict[int, np.ndarray], geometry, index_values, options, case=None) -> FunctionAnalysis:
+    name = input_node.GetName()
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{name} segmentation")
+    if index_values is not None and input_node.IsA("vtkMRMLSequenceNode"):
+        sequence.SetIndexName(input_node.GetIndexName())
+        sequence.SetIndexUnit(input_node.GetIndexUnit())
+        sequence.SetIndexType(input_node.GetIndexType())
+    for phase in sorted(labels):
+        item = slicer.vtkMRMLSegmentationNode()
+        mrml.fill_segmentation_from_labelmap(item, labels[phase], geometry, SEGMENT_SPECS)
+        item.SetName(f"{name} phase {phase}")
+        sequence.SetDataNodeAtValue(item, index_values[phase] if index_values is not None else str(phase))
+    cine_browser = browser_of(scene, input_node) if input_node.IsA("vtkMRMLSequenceNode") else None
+    if cine_browser is not None and len(labels) == len(index_values or []):
+        cine_browser.AddSynchronizedSequenceNode(sequence)
+        browser = cine_browser
+    else:
+        browser = mrml.add_browser(scene, sequence, f"{name} segmentation browser")
+    # Edits the reader makes on the displayed (proxy) segmentation are written back into the sequence.
+    browser.SetSaveChanges(sequence, True)
+    proxy = browser.GetProxyNode(sequence)
+    if proxy is not None:
+        proxy.SetName(f"{name} segmentation")
+        proxy.CreateDefaultDisplayNodes()
+        if input_node.IsA("vtkMRMLScalarVolumeNode"):
+            proxy.SetReferenceImageGeometryParameterFromVolumeNode(input_node)
+
+    if case is None:
+        case = CardiacCase.get_or_create(scene, f"{name} study")
+    if input_node.IsA("vtkMRMLSequenceNode"):
+        case.set_reference(Role.CINE, input_node)
+        if cine_browser is not None:
+            case.set_reference(Role.CINE_BROWSER, cine_browser)
+    elif input_node.IsA("vtkMRMLScalarVolumeNode"):
+        case.set_reference("CineVolume", input_node)
+    case.set_reference(Role.FUNCTION_SEGMENTATION, sequence)
+    case.set_reference(Role.FUNCTION_SEGMENTATION_BROWSER, browser)
+    case.set_value(OPTIONS_KEY, _options_record(options))
+    analysis = FunctionAnalysis(results, None, sequence, browser, case.node)
+    _write_result_nodes(scene, case, name, results, analysis)
+    return analysis
+
+
+def _options_record(options: FunctionOptions) -> dict:
+    return {
+        "phases": options.phases,
+        "papillary": options.papillary,
+        "slice_inclusion": options.slice_inclusion,
+        "territories": options.territories,
+        "nominal_rr_ms": options.nominal_rr_ms,
+    }
+
+
+def _write_result_nodes(scene, case: CardiacCase, name: str, results: dict, analysis: FunctionAnalysis) -> None:
+    """Create or refresh the table, curve, plot, AHA and markup nodes from ``results``."""
+    analysis.table = _replace_table(scene, case, Role.FUNCTION_TABLE, f"{name} function", *results_table(results))
+    curves = results["curves"]
+    columns = ["Phase", "Time (ms)", "LV volume (ml)", "RV volume (ml)", "LV myocardial volume (ml)"]
+    times = curves["time_ms"] or [float(p) for p in curves["phase"]]
+    rows = [list(r) for r in zip(curves["phase"], times, curves["lv_ml"], curves["rv_ml"], curves["myocardium_ml"])]
+    analysis.curves_table = _replace_table(scene, case, CURVES_ROLE, f"{name} volume curves", columns, rows)
+    analysis.plot_chart = _volume_plot(scene, case, name, analysis.curves_table, columns)
+    if results.get("aha", {}).get("available"):
+        analysis.aha_table = _replace_table(scene, case, AHA_ROLE, f"{name} AHA segments", *aha_table(results["aha"]))
+        analysis.insertion_points = _insertion_markups(scene, case, name, results["aha"]["rv_insertion_points_ras"])
+    case.set_value(RESULTS_KEY, results)
+
+
+def _replace_table(scene, case: CardiacCase, role: str, name: str, columns, rows):
+    old = case.reference(role)
+    if old is not None:
+        scene.RemoveNode(old)
+    table = mrml.add_table(scene, name, columns, rows)
+    case.set_reference(role, table)
+    return table
+
+
+def _volume_plot(scene, case: CardiacCase, name: str, table, columns):
+    chart = case.reference(PLOT_ROLE)
+    if chart is None:
+        chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} volume curves")
+        chart.SetTitle("Volume-time curves")
+        chart.SetXAxisTitle(columns[1])
+        chart.SetYAxisTitle("Volume (ml)")
+        case.set_reference(PLOT_ROLE, chart)
+    chart.RemoveAllPlotSeriesNodeIDs()
+    for column, color in ((columns[2], (0.9, 0.3, 0.25)), (columns[3], (0.35, 0.55, 0.95))):
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", column)
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName(columns[1])
+        series.SetYColumnName(column)
+        series.SetPlotType(series.PlotTypeScatter)
+        series.SetMarkerStyle(series.MarkerStyleCircle)
+        series.SetColor(*color)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    return chart
+
+
+def _insertion_markups(scene, case: CardiacCase, name: str, points: dict):
+    markups = case.reference(INSERTION_ROLE)
+    if markups is None:
+        markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} RV insertion points")
+        markups.CreateDefaultDisplayNodes()
+        case.set_reference(INSERTION_ROLE, markups)
+    markups.RemoveAllControlPoints()
+    for label in ("anterior", "inferior"):
+        index = markups.AddControlPoint(*points[label])
+        markups.SetNthControlPointLabel(index, f"{label} RV insertion")
+    case.set_value("RVInsertionPointsAsMeasured", {k: points[k] for k in ("anterior", "inferior")})
+    return markups
+
+
+# ------------------------------------------------------------------------------------------------ correction loop
+
+
+def recompute_from_scene(scene, case: CardiacCase, options: FunctionOptions | None = None) -> FunctionAnalysis:
+    """Recompute every figure from the segmentations (and insertion points) as the reader left them.
+
+    Phases whose labels differ from the AI's are listed under ``edited.phases``; moved insertion points are
+    used and recorded. The model is not run again.
+    """
+    cine = case.reference(Role.CINE) or case.reference("CineVolume")
+    sequence = case.reference(Role.FUNCTION_SEGMENTATION)
+    browser = case.reference(Role.FUNCTION_SEGMENTATION_BROWSER)
+    previous = case.value(RESULTS_KEY)
+    if cine is None or sequence is None or browser is None or previous is None:
+        raise InputError(f"study '{case.node.GetName()}' has no function analysis to recompute: run the analysis first")
+    if options is None:
+        options = FunctionOptions(**case.value(OPTIONS_KEY, {}))
+    started = time.perf_counter()
+    frames, geometry, times, index_values = cine_from_node(cine)
+    labels = read_segmentation_sequence(scene, sequence, browser, geometry, frames.shape[1:], index_values)
+    markups = case.reference(INSERTION_ROLE)
+    measured_points = case.value("RVInsertionPointsAsMeasured")
+    moved = False
+    if markups is not None and markups.GetNumberOfControlPoints() == 2 and options.rv_insertion_ras is None:
+        current = [list(markups.GetNthControlPointPositionWorld(i)) for i in range(2)]
+        if measured_points and not np.allclose(current, [measured_points["anterior"], measured_points["inferior"]], atol=0.01):
+            options.rv_insertion_ras = (current[0], current[1])
+            moved = True
+    results = measure_function(frames, labels, geometry, times, options)
+    digests = previous.get("ai_label_digests", {})
+    edited = [p for p in sorted(labels) if digests.get(str(p)) != labels_digest(labels[p])]
+    results["model"] = previous.get("model")
+    results["ai_label_digests"] = digests
+    results["edited"] = {
+        "phases": edited,
+        "rv_insertion_points_moved": moved or bool(previous.get("edited", {}).get("rv_insertion_points_moved")),
+        "note": "figures recomputed from the reader's contours" if edited or moved else "no edits found",
+    }
+    results["timing_s"] = {"measurement": time.perf_counter() - started}
+    case.set_value(OPTIONS_KEY, _options_record(options))
+    analysis = FunctionAnalysis(results, None, sequence, browser, case.node)
+    _write_result_nodes(scene, case, cine.GetName(), results, analysis)
+    return analysis
+
+
+def read_segmentation_sequence(scene, sequence, browser, geometry, shape, index_values) -> dict[int, np.ndarray]:
+    """Label maps (1 RV, 2 myocardium, 3 LV) of every item, on the cine's grid, keyed by cine phase index.
+
+    The items are read from the sequence itself, which holds the reader's edits (the browser saves changes
+    made on the displayed segmentation back into it).
+    """
+    reference = mrml.add_volume(scene, np.zeros(shape, np.uint8), geometry, "function segmentation reference grid")
+    values = {spec.name: spec.value for spec in SEGMENT_SPECS}
+    labels = {}
+    # Sequence items live outside the scene; an in-scene copy exports with the scene's colour tables.
+    copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "function segmentation item")
+    try:
+        for item in range(sequence.GetNumberOfDataNodes()):
+            value = sequence.GetNthIndexValue(item)
+            phase = index_values.index(value) if index_values is not None and value in index_values else int(value)
+            copy.Copy(sequence.GetNthDataNode(item))
+            labels[phase] = mrml.labelmap_from_segmentation(copy, reference, values)
+    finally:
+        scene.RemoveNode(copy)
+        scene.RemoveNode(reference)
+    return labels
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "" if value is None else f"{float(value):.{digits}f}"
+
+
+def results_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Rows of (measurement, LV, RV, unit); method choices are in the results' ``method``."""
+    lv, rv = results["lv"], results["rv"]
+    rows = [
+        ["End-diastolic volume", _fmt(lv["edv_ml"]), _fmt(rv["edv_ml"]), "ml"],
+        ["End-systolic volume", _fmt(lv["esv_ml"]), _fmt(rv["esv_ml"]), "ml"],
+        ["Stroke volume", _fmt(lv.get("sv_ml")), _fmt(rv.get("sv_ml")), "ml"],
+        ["Ejection fraction", _fmt(lv.get("ef_pct")), _fmt(rv.get("ef_pct")), "%"],
+        ["Cardiac output", _fmt(lv.get("co_l_min"), 2), _fmt(rv.get("co_l_min"), 2), "l/min"],
+        ["Peak ejection rate", _fmt(lv.get("per_ml_s"), 0), _fmt(rv.get("per_ml_s"), 0), "ml/s"],
+        ["Peak filling rate", _fmt(lv.get("pfr_ml_s"), 0), _fmt(rv.get("pfr_ml_s"), 0), "ml/s"],
+        ["Myocardial volume (ED)", _fmt(lv.get("myocardium_ed_ml")), "", "ml"],
+        ["Myocardial mass (ED, 1.05 g/ml)", _fmt(lv.get("mass_g")), "", "g"],
+        ["End-diastolic phase", str(lv["ed_phase"]), str(rv["ed_phase"]), "index"],
+        ["End-systolic phase", str(lv["es_phase"]), str(rv["es_phase"]), "index"],
+        ["Heart rate", _fmt(results.get("hr_bpm"), 0), "", "bpm"],
+    ]
+    return ["Measurement", "LV", "RV", "Unit"], rows
+
+
+def aha_table(aha_results: dict) -> tuple[list[str], list[list[str]]]:
+    columns = ["Segment", "Name", "Territory", "ED thickness (mm)", "ES thickness (mm)", "Thickening (%)"]
+    rows = []
+    for number, segment in aha_results["segments"].items():
+        rows.append(
+            [number, segment["name"], segment["territory"] or "", _fmt(segment["ed_thickness_mm"]),
+             _fmt(segment["es_thickness_mm"]), _fmt(segment["thickening_pct"])]
+        )
+    return columns, rows
+
+
+__all__ = [
+    "FunctionAnalysis", "FunctionOptions", "LABELS", "add_function_results", "cine_from_node", "read_segmentation_sequence",
+    "recompute_from_scene", "results_table", "run_function_analysis",
+]
