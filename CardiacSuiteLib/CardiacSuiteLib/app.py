@@ -8,7 +8,9 @@ segmentations convert to closed surfaces, volume sequences browse through their 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,13 @@ class HeadlessApp:
         """Empty the scene as File > Close Scene does (default colour nodes stay)."""
         self.scene.Clear(False)
 
+    def close(self) -> None:
+        """Empty the scene and remove the temporary cache folder if this host created it."""
+        self.scene.Clear(True)
+        for finalizer in self._keep_alive:
+            if isinstance(finalizer, weakref.finalize):
+                finalizer()
+
 
 def create_app(cache_dir: str | os.PathLike | None = None) -> HeadlessApp:
     """Build a scene, its application logic and the module logics CardiacSuite uses.
@@ -62,6 +71,7 @@ def create_app(cache_dir: str | os.PathLike | None = None) -> HeadlessApp:
     crosshair.SetCrosshairName("default")
     scene.AddNode(crosshair)
 
+    owned = cache_dir is None
     cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="cardiacsuite-cache-"))
     cache.mkdir(parents=True, exist_ok=True)
     (cache / ".slicer-cache").touch()  # the cache manager's mark that this folder is its own
@@ -95,10 +105,14 @@ def create_app(cache_dir: str | os.PathLike | None = None) -> HeadlessApp:
     remote_io.GetCacheManager().SetRemoteCacheDirectory(str(cache))
     remote_io.AddDataIOToScene()
 
-    return HeadlessApp(
+    host = HeadlessApp(
         scene=scene,
         application_logic=app_logic,
         logics=logics,
         cache_dir=cache,
         _keep_alive=[crosshair, remote_io, data_io],
     )
+    if owned:
+        # A private temporary folder goes away with the host (or at the latest when Python exits).
+        host._keep_alive.append(weakref.finalize(host, shutil.rmtree, str(cache), ignore_errors=True))
+    return host
