@@ -24,6 +24,7 @@ from .errors import CardiacSuiteError, InputError
 # Each module's Lib package that offers commands has a ``cli`` module with ``add_commands(subparsers)``.
 COMMAND_MODULES = [
     "CMRAnalysisLib.cli",
+    "CMRAnalysisLib.cli_atria",
     "CardiacSegmentationLib.cli",
     "FourDCTLib.cli",
     "StentReconstructionLib.cli",
