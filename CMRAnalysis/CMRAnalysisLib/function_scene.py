@@ -198,6 +198,7 @@ def _options_record(options: FunctionOptions) -> dict:
         "phases": options.phases,
         "papillary": options.papillary,
         "slice_inclusion": options.slice_inclusion,
+        "rv_insertion_ras": [list(p) for p in options.rv_insertion_ras] if options.rv_insertion_ras else None,
         "territories": options.territories,
         "nominal_rr_ms": options.nominal_rr_ms,
     }
@@ -235,7 +236,10 @@ def _volume_plot(scene, case: CardiacCase, name: str, table, columns):
         chart.SetXAxisTitle(columns[1])
         chart.SetYAxisTitle("Volume (ml)")
         case.set_reference(PLOT_ROLE, chart)
-    chart.RemoveAllPlotSeriesNodeIDs()
+    for index in reversed(range(chart.GetNumberOfPlotSeriesNodes())):
+        old = chart.GetNthPlotSeriesNode(index)
+        chart.RemovePlotSeriesNodeID(old.GetID())
+        scene.RemoveNode(old)
     for column, color in ((columns[2], (0.9, 0.3, 0.25)), (columns[3], (0.35, 0.55, 0.95))):
         series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", column)
         series.SetAndObserveTableNodeID(table.GetID())
@@ -282,14 +286,14 @@ def recompute_from_scene(scene, case: CardiacCase, options: FunctionOptions | No
     started = time.perf_counter()
     frames, geometry, times, index_values = cine_from_node(cine)
     labels = read_segmentation_sequence(scene, sequence, browser, geometry, frames.shape[1:], index_values)
+    # Points the reader placed stay in the options (so later recomputes keep them); a new move replaces them.
     markups = case.reference(INSERTION_ROLE)
     measured_points = case.value("RVInsertionPointsAsMeasured")
-    moved = False
-    if markups is not None and markups.GetNumberOfControlPoints() == 2 and options.rv_insertion_ras is None:
+    if markups is not None and markups.GetNumberOfControlPoints() == 2 and measured_points:
         current = [list(markups.GetNthControlPointPositionWorld(i)) for i in range(2)]
-        if measured_points and not np.allclose(current, [measured_points["anterior"], measured_points["inferior"]], atol=0.01):
+        if not np.allclose(current, [measured_points["anterior"], measured_points["inferior"]], atol=0.01):
             options.rv_insertion_ras = (current[0], current[1])
-            moved = True
+    moved = options.rv_insertion_ras is not None
     results = measure_function(frames, labels, geometry, times, options)
     digests = previous.get("ai_label_digests", {})
     edited = [p for p in sorted(labels) if digests.get(str(p)) != labels_digest(labels[p])]
@@ -297,7 +301,7 @@ def recompute_from_scene(scene, case: CardiacCase, options: FunctionOptions | No
     results["ai_label_digests"] = digests
     results["edited"] = {
         "phases": edited,
-        "rv_insertion_points_moved": moved or bool(previous.get("edited", {}).get("rv_insertion_points_moved")),
+        "rv_insertion_points_moved": moved,
         "note": "figures recomputed from the reader's contours" if edited or moved else "no edits found",
     }
     results["timing_s"] = {"measurement": time.perf_counter() - started}

@@ -206,6 +206,13 @@ def test_correction_loop_in_the_scene(scene, phantom, truth_results):
     before = redone.results["aha"]["segments"]["6"]["ed_thickness_mm"]
     assert moved.results["aha"]["segments"]["6"]["ed_thickness_mm"] != pytest.approx(before, rel=0.02)
 
+    # A later recompute keeps the reader's points, and the plot holds only the current two series.
+    again = recompute_from_scene(scene, case)
+    assert again.results["aha"]["rv_insertion_points_ras"]["source"] == "user-placed"
+    assert again.results["aha"]["segments"]["6"]["ed_thickness_mm"] == pytest.approx(moved.results["aha"]["segments"]["6"]["ed_thickness_mm"])
+    assert list(again.insertion_points.GetNthControlPointPositionWorld(0)) == pytest.approx(rotate_about_z(anterior, 40.0))
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == 2
+
 
 def rotate_about_z(point, degrees):
     angle = math.radians(degrees)
