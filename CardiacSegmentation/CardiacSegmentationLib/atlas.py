@@ -1,0 +1,110 @@
+"""The whole-heart atlas: where it comes from, and how it is read.
+
+The weight-free automatic mode registers a labelled heart (MM-WHS-style labels 1–7) onto the patient's CT.
+The atlas is a label map only (no image): its CT appearance is synthesised from the patient's own intensities
+(``chambers.py``), so any contrast timing works. It is looked up, in order, from the ``atlas`` argument, the
+``CARDIACSUITE_HEART_ATLAS`` environment variable, ``~/.cardiacsuite/atlas/wholeheart.nii.gz`` (or
+``CARDIACSUITE_HOME``), and the project's shared data folder (``CARDIACSUITE_DATA`` or ../shared/data).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from CardiacSuiteLib.errors import InputError
+
+from .geometry import Grid, bounding_box
+
+ATLAS_ENV = "CARDIACSUITE_HEART_ATLAS"
+DEFAULT_ATLAS_NAME = "mmwhs"
+ATLAS_LABELS = {1: "LV myocardium", 2: "LA", 3: "LV", 4: "RA", 5: "RV", 6: "Aorta", 7: "PA"}
+
+
+@dataclass
+class Atlas:
+    labels: np.ndarray  # [K, J, I] uint8, values 0–7
+    grid: Grid
+    source: str
+
+
+def _data_root() -> Path:
+    env = os.environ.get("CARDIACSUITE_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def atlas_candidates(name: str = DEFAULT_ATLAS_NAME) -> list[Path]:
+    """Every place an atlas is looked for when none is given, in order."""
+    home = Path(os.environ.get("CARDIACSUITE_HOME", Path.home() / ".cardiacsuite"))
+    candidates = []
+    if os.environ.get(ATLAS_ENV):
+        candidates.append(Path(os.environ[ATLAS_ENV]))
+    candidates.append(home / "atlas" / "wholeheart.nii.gz")
+    candidates.append(_data_root() / "ct" / "wholeheart_labels" / f"{name}.nii.gz")
+    return candidates
+
+
+def find_atlas(atlas: str | os.PathLike | None = None, name: str = DEFAULT_ATLAS_NAME) -> Path:
+    """The atlas file to use; a clear ``InputError`` naming every place looked at when there is none."""
+    if atlas:
+        path = Path(atlas)
+        if not path.is_file():
+            raise InputError(f"whole-heart atlas {path} does not exist")
+        return path
+    for path in atlas_candidates(name):
+        if path.is_file():
+            return path
+    places = ", ".join(str(p) for p in atlas_candidates(name))
+    raise InputError(
+        "no whole-heart atlas found (looked at " + places + "); the automatic mode needs one: give --atlas FILE, set"
+        f" {ATLAS_ENV}, or copy a whole-heart label map (labels 1-7, MM-WHS style) to the first of these places"
+    )
+
+
+def read_label_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A label map (NIfTI or NRRD) as ``([K, J, I] uint8, IJK-to-RAS)``."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise InputError(f"{path}: not a readable label map ({str(error).strip().splitlines()[-1]})") from None
+    array = sitk.GetArrayFromImage(image)
+    if array.ndim != 3:
+        raise InputError(f"{path}: a 3D label map is needed, this has {array.ndim} dimensions")
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    spacing = np.array(image.GetSpacing())
+    origin = np.array(image.GetOrigin())
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    matrix = np.eye(4)
+    matrix[:3, :3] = lps_to_ras @ direction * spacing
+    matrix[:3, 3] = lps_to_ras @ origin
+    values = np.unique(array)
+    if values.min() < 0 or values.max() > 7 or not set(range(1, 8)) <= set(values.tolist()):
+        raise InputError(f"{path}: an atlas needs labels 1-7 (MM-WHS style); found {values.tolist()[:12]}")
+    return array.astype(np.uint8), matrix
+
+
+def load_atlas(atlas: str | os.PathLike | None = None, spacing_mm: float = 1.0, margin_mm: float = 20.0) -> Atlas:
+    """The atlas resampled to an isotropic grid and cropped to the heart with a margin."""
+    from .geometry import resample
+
+    path = find_atlas(atlas)
+    labels, matrix = read_label_file(path)
+    grid = Grid(labels.shape, matrix)
+    work = grid.resampled(spacing_mm)
+    resampled = resample(labels, grid, work, order=0)
+    low, high = bounding_box(resampled > 0, int(np.ceil(margin_mm / spacing_mm)))
+    # The crop may need room outside the original grid: pad instead of clipping.
+    margin = int(np.ceil(margin_mm / spacing_mm))
+    index = np.argwhere(resampled > 0)
+    low = index.min(axis=0) - margin
+    high = index.max(axis=0) + margin + 1
+    cropped_grid = work.crop(low, high)
+    cropped = resample(labels, grid, cropped_grid, order=0)
+    return Atlas(cropped, cropped_grid, str(path))

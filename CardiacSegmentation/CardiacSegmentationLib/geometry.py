@@ -1,0 +1,171 @@
+"""Index ⇄ RAS conversions, resampling onto working grids and polyline helpers shared by the algorithms.
+
+Arrays are ``[k, j, i]``; matrices are 4×4 IJK-to-RAS in millimetres (as in ``CardiacSuiteLib.mrml``). Points
+are RAS millimetres, rows of an ``(N, 3)`` array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass
+class Grid:
+    """A voxel grid: shape ``(K, J, I)`` and its IJK-to-RAS matrix."""
+
+    shape: tuple[int, int, int]
+    ijk_to_ras: np.ndarray
+
+    @property
+    def spacing_kji(self) -> np.ndarray:
+        """Voxel size along k, j, i in mm (the order of the array axes)."""
+        return np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)[::-1]
+
+    def kji_to_ras(self, kji: np.ndarray) -> np.ndarray:
+        kji = np.atleast_2d(np.asarray(kji, dtype=float))
+        return kji[:, ::-1] @ self.ijk_to_ras[:3, :3].T + self.ijk_to_ras[:3, 3]
+
+    def ras_to_kji(self, ras: np.ndarray) -> np.ndarray:
+        ras = np.atleast_2d(np.asarray(ras, dtype=float))
+        inverse = np.linalg.inv(self.ijk_to_ras)
+        ijk = ras @ inverse[:3, :3].T + inverse[:3, 3]
+        return ijk[:, ::-1]
+
+    def contains_ras(self, ras: np.ndarray, margin_voxels: float = 0.0) -> np.ndarray:
+        kji = self.ras_to_kji(ras)
+        return np.all((kji >= -0.5 + margin_voxels) & (kji <= np.array(self.shape) - 0.5 - margin_voxels), axis=1)
+
+    def crop(self, low: np.ndarray, high: np.ndarray) -> Grid:
+        """The sub-grid ``[low, high)`` (k, j, i indices)."""
+        low = np.asarray(low, dtype=int)
+        matrix = self.ijk_to_ras.copy()
+        matrix[:3, 3] = self.ijk_to_ras[:3, :3] @ low[::-1] + self.ijk_to_ras[:3, 3]
+        return Grid(tuple(int(v) for v in np.asarray(high) - low), matrix)
+
+    def resampled(self, spacing_mm: float) -> Grid:
+        """An isotropic grid with the same directions covering the same extent (outer corners kept)."""
+        old = self.spacing_kji
+        size = np.array(self.shape) * old
+        shape = np.maximum(np.round(size / spacing_mm).astype(int), 1)
+        directions = self.ijk_to_ras[:3, :3] / np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
+        matrix = np.eye(4)
+        matrix[:3, :3] = directions * spacing_mm
+        corner = self.ijk_to_ras[:3, 3] - directions @ (0.5 * old[::-1])
+        matrix[:3, 3] = corner + directions @ np.full(3, 0.5 * spacing_mm)
+        return Grid(tuple(int(v) for v in shape), matrix)
+
+
+def resample(array: np.ndarray, source: Grid, target: Grid, order: int, fill: float = 0.0) -> np.ndarray:
+    """``array`` on ``source`` sampled at the voxel centres of ``target`` (order 0 for labels, 1 for images)."""
+    # target kji -> RAS -> source kji is one affine map: index_source = A @ index_target + b
+    t = np.linalg.inv(source.ijk_to_ras) @ target.ijk_to_ras  # ijk_target -> ijk_source
+    perm = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=float)  # ijk <-> kji
+    matrix = perm @ t[:3, :3] @ perm
+    offset = perm @ t[:3, 3]
+    if np.allclose(matrix, np.diag(np.diag(matrix))):
+        zoom_like = np.diag(matrix)
+        return ndimage.affine_transform(
+            array, zoom_like, offset=offset, output_shape=target.shape, order=order, mode="constant", cval=fill
+        ).astype(array.dtype)
+    return ndimage.affine_transform(
+        array, matrix, offset=offset, output_shape=target.shape, order=order, mode="constant", cval=fill
+    ).astype(array.dtype)
+
+
+def downsample_mean(array: np.ndarray, source: Grid, spacing_mm: float) -> tuple[np.ndarray, Grid]:
+    """Anti-aliased resampling of an image to an isotropic grid (Gaussian prefilter, then linear)."""
+    target = source.resampled(spacing_mm)
+    sigma = np.maximum(spacing_mm / source.spacing_kji - 1.0, 0.0) * 0.5
+    smoothed = ndimage.gaussian_filter(array.astype(np.float32), sigma) if np.any(sigma > 0) else array
+    return resample(smoothed.astype(np.float32), source, target, order=1, fill=float(np.min(array))), target
+
+
+def downsample_blocks(array: np.ndarray, source: Grid, spacing_mm: float) -> tuple[np.ndarray, Grid]:
+    """Mean over whole blocks of voxels (integer factors, at most ``spacing_mm``), then linear resampling to an
+    isotropic ``spacing_mm`` grid: fast anti-aliased downsampling of a large CT."""
+    factors = np.maximum(np.floor(spacing_mm / source.spacing_kji + 1e-6).astype(int), 1)
+    if np.any(factors > 1):
+        trimmed = array[tuple(slice(0, (n // f) * f) for n, f in zip(array.shape, factors))].astype(np.float32)
+        shape = []
+        for n, f in zip(trimmed.shape, factors):
+            shape += [n // f, f]
+        blocks = trimmed.reshape(shape).mean(axis=(1, 3, 5), dtype=np.float32)
+        matrix = source.ijk_to_ras.copy()
+        matrix[:3, :3] = source.ijk_to_ras[:3, :3] * factors[::-1]
+        matrix[:3, 3] = source.ijk_to_ras[:3, :3] @ ((factors[::-1] - 1) / 2.0) + source.ijk_to_ras[:3, 3]
+        array, source = blocks, Grid(blocks.shape, matrix)
+    target = source.resampled(spacing_mm)
+    return resample(array.astype(np.float32), source, target, order=1, fill=float(np.min(array))), target
+
+
+def bounding_box(mask: np.ndarray, margin: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` indices of the mask's box grown by ``margin`` voxels and clipped to the array."""
+    index = np.argwhere(mask)
+    if index.size == 0:
+        raise ValueError("empty mask")
+    low = np.maximum(index.min(axis=0) - margin, 0)
+    high = np.minimum(index.max(axis=0) + 1 + margin, mask.shape)
+    return low, high
+
+
+# ---------------------------------------------------------------------------------------------- polylines
+
+
+def arc_length(points: np.ndarray) -> np.ndarray:
+    """Cumulative length (mm) at each point of a polyline."""
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+def resample_polyline(points: np.ndarray, step_mm: float, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Points every ``step_mm`` along the polyline (first and last kept) and per-point values interpolated."""
+    s = arc_length(points)
+    total = s[-1]
+    if total <= 0:
+        return (points[:1].copy(), *(v[:1].copy() for v in values))
+    count = max(int(round(total / step_mm)), 1)
+    new_s = np.linspace(0.0, total, count + 1)
+    resampled = np.stack([np.interp(new_s, s, points[:, c]) for c in range(3)], axis=1)
+    return (resampled, *(np.interp(new_s, s, v) for v in values))
+
+
+def smooth_polyline(points: np.ndarray, sigma_mm: float, step_mm: float, keep_ends: bool = True) -> np.ndarray:
+    """Gaussian smoothing along arc length (points must be evenly spaced by ``step_mm``); ends stay fixed."""
+    if len(points) < 3 or sigma_mm <= 0:
+        return points.copy()
+    sigma = sigma_mm / step_mm
+    smoothed = ndimage.gaussian_filter1d(points, sigma, axis=0, mode="nearest")
+    if keep_ends:
+        # Blend back to the original ends over about one sigma so the end points do not move.
+        n = len(points)
+        weight = np.ones(n)
+        ramp = np.minimum(np.arange(n), np.arange(n)[::-1]) / max(2.0 * sigma, 1.0)
+        weight = np.clip(ramp, 0.0, 1.0)[:, None]
+        smoothed = weight * smoothed + (1 - weight) * points
+    return smoothed
+
+
+def points_to_polyline_distance(points: np.ndarray, polyline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, the distance (mm) to the polyline and the arc length (mm) of the closest point on it."""
+    a = polyline[:-1]
+    b = polyline[1:]
+    ab = b - a
+    length2 = np.maximum((ab**2).sum(axis=1), 1e-12)
+    s0 = arc_length(polyline)[:-1]
+    seg_len = np.sqrt(length2)
+    best_d = np.full(len(points), np.inf)
+    best_s = np.zeros(len(points))
+    chunk = max(1, 2_000_000 // max(len(a), 1))
+    for start in range(0, len(points), chunk):
+        p = points[start : start + chunk, None, :]
+        t = np.clip(((p - a[None]) * ab[None]).sum(axis=2) / length2[None], 0.0, 1.0)
+        closest = a[None] + t[..., None] * ab[None]
+        d = np.linalg.norm(p - closest, axis=2)
+        index = d.argmin(axis=1)
+        rows = np.arange(len(index))
+        best_d[start : start + chunk] = d[rows, index]
+        best_s[start : start + chunk] = s0[index] + t[rows, index] * seg_len[index]
+    return best_d, best_s
