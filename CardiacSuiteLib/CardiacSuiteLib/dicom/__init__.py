@@ -5,10 +5,15 @@ series (or a cine stack stored as one series per slice) into an ``ImageSeries``.
 ``InputError`` line naming the file and the problem.
 """
 
+from .cardiac4d import CardiacPhase, CardiacPhases, find_cardiac_phases, read_phase
 from .discovery import DicomScan, FrameRecord, SeriesSummary, merge_cine_stacks, scan_folder
 from .series import read_dicom_file, read_dicom_folder, read_series, select_series
 
 __all__ = [
+    "CardiacPhase",
+    "CardiacPhases",
+    "find_cardiac_phases",
+    "read_phase",
     "DicomScan",
     "FrameRecord",
     "SeriesSummary",

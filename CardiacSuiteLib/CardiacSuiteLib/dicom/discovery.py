@@ -53,6 +53,9 @@ class FrameRecord:
     heart_rate: float | None = None  # beats per minute
     series_uid: str = ""
     sop_instance_uid: str = ""
+    nominal_percentage: float | None = None  # NominalPercentageOfCardiacPhase: % of the R-R interval (4D CT)
+    image_comments: str = ""  # where some CT scanners write the reconstructed phase ('75%')
+    temporal_positions: int | None = None  # NumberOfTemporalPositions
 
     @property
     def label(self) -> str:
@@ -245,6 +248,8 @@ def frame_records(dataset, path: Path) -> list[FrameRecord]:
         heart_rate=_float(dataset.get("HeartRate")),
         series_uid=str(dataset.get("SeriesInstanceUID", "")),
         sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
+        image_comments=str(dataset.get("ImageComments", "") or ""),
+        temporal_positions=_int(dataset.get("NumberOfTemporalPositions")),
     )
     top = dict(
         position=_floats(dataset.get("ImagePositionPatient"), 3),
@@ -256,6 +261,7 @@ def frame_records(dataset, path: Path) -> list[FrameRecord]:
         intercept=_float(dataset.get("RescaleIntercept")) or 0.0,
         slice_thickness=_float(dataset.get("SliceThickness")),
         spacing_between_slices=_float(dataset.get("SpacingBetweenSlices")),
+        nominal_percentage=_float(dataset.get("NominalPercentageOfCardiacPhase")),
     )
     if not is_multiframe(dataset):
         return [FrameRecord(frame=None, instance_number=_int(dataset.get("InstanceNumber")), **common, **top)]
@@ -277,6 +283,7 @@ def frame_records(dataset, path: Path) -> list[FrameRecord]:
         temporal = _int(_group_value(groups, "FrameContentSequence", "TemporalPositionIndex"))
         slope = _float(_group_value(groups, "PixelValueTransformationSequence", "RescaleSlope"))
         intercept = _float(_group_value(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
+        percentage = _float(_group_value(groups, "CardiacSynchronizationSequence", "NominalPercentageOfCardiacPhase"))
         for key, value in (
             ("position", position),
             ("orientation", orientation),
@@ -286,6 +293,7 @@ def frame_records(dataset, path: Path) -> list[FrameRecord]:
             ("temporal_position", temporal),
             ("slope", slope),
             ("intercept", intercept),
+            ("nominal_percentage", percentage),
         ):
             if value is not None:
                 values[key] = value
