@@ -82,3 +82,55 @@ def centerline_overlap(
         "reference_detected": float(detected.mean()),
         "traced_correct": float(correct.mean()),
     }
+
+
+def tree_overlap(reference: dict[str, tuple[np.ndarray, np.ndarray]], traced: list[np.ndarray], step_mm: float = 0.25):
+    """Per reference vessel and overall Rotterdam OV and AI for a traced tree.
+
+    ``reference``: name -> (points, radii). ``traced``: centerlines (any split into branches). Reference points
+    count as detected when any traced centerline passes within their radius. Each traced point is assigned to
+    the reference vessel nearest to it (a false branch thus counts against the vessel it leaves), and is correct
+    when within that vessel's local radius.
+    """
+    ref = {name: resample_polyline(np.asarray(p, float), step_mm, np.asarray(r, float)) for name, (p, r) in reference.items()}
+    traced_points = np.vstack([resample_polyline(np.asarray(t, float), step_mm)[0] for t in traced if len(t) > 1])
+    traced_lines = [resample_polyline(np.asarray(t, float), step_mm)[0] for t in traced if len(t) > 1]
+    names = list(ref)
+    to_vessel = np.full((len(traced_points), len(names)), np.inf)
+    radius_at = np.zeros((len(traced_points), len(names)))
+    for column, name in enumerate(names):
+        points, radii = ref[name]
+        distance, s = points_to_polyline_distance(traced_points, points)
+        s_ref = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+        to_vessel[:, column] = distance
+        radius_at[:, column] = np.interp(s, s_ref, radii)
+    owner = np.argmin(to_vessel, axis=1)
+    rows = np.arange(len(traced_points))
+    own_distance = to_vessel[rows, owner]
+    correct = own_distance <= radius_at[rows, owner]
+    results = {}
+    totals = [0, 0, 0, 0]
+    for column, name in enumerate(names):
+        points, radii = ref[name]
+        detected = np.zeros(len(points), bool)
+        for line in traced_lines:
+            distance, _ = points_to_polyline_distance(points, line)
+            detected |= distance <= radii
+        mine = owner == column
+        ok = correct & mine
+        ov = (detected.sum() + ok.sum()) / max(len(points) + mine.sum(), 1)
+        results[name] = {
+            "OV": float(ov),
+            "detected": float(detected.mean()),
+            "AI_mm": float(own_distance[ok].mean()) if ok.any() else float("inf"),
+            "length_mm": float(step_mm * (len(points) - 1)),
+        }
+        totals[0] += detected.sum()
+        totals[1] += ok.sum()
+        totals[2] += len(points)
+        totals[3] += mine.sum()
+    results["tree"] = {
+        "OV": float((totals[0] + totals[1]) / max(totals[2] + totals[3], 1)),
+        "AI_mm": float(own_distance[correct].mean()) if correct.any() else float("inf"),
+    }
+    return results

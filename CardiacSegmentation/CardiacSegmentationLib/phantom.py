@@ -100,7 +100,10 @@ class _Helper:
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
         self.shell = components == int(np.argmax(sizes))
-        self.gradient = np.stack(np.gradient(self.blood_distance, *spacing))
+        # Clearance a lumen of radius r needs: a wall of ``wall_mm`` from blood pools, 0.4 mm from the myocardium
+        # (coronary arteries lie on the epicardium).
+        self.clearance = np.minimum(self.blood_distance - wall_mm, self.heart_distance - 0.4)
+        self.gradient = np.stack(np.gradient(self.clearance, *spacing))
         self.forbidden = np.zeros_like(self.shell)
 
     def d(self, value: int) -> np.ndarray:
@@ -112,7 +115,14 @@ class _Helper:
     def centroid(self, value: int) -> np.ndarray:
         return self.grid.kji_to_ras(np.argwhere(self.labels == value).mean(axis=0))[0]
 
-    def path(self, start_ras: np.ndarray, end_ras: np.ndarray, groove: np.ndarray | None, groove_weight: float = 0.6):
+    def path(
+        self,
+        start_ras: np.ndarray,
+        end_ras: np.ndarray,
+        groove: np.ndarray | None,
+        groove_weight: float = 0.6,
+        radius_mm: float = 1.0,
+    ):
         """Minimal path (RAS points) in the free shell from ``start`` towards the shell point nearest ``end``.
 
         Voxels near vessels already drawn are forbidden (except around the start), so vessels never touch; when
@@ -121,7 +131,7 @@ class _Helper:
         from skimage.graph import MCP_Geometric
 
         start = tuple(self.nearest_index(start_ras, self.shell))
-        free = self.shell & ~self.forbidden
+        free = self.shell & ~self.forbidden & (self.clearance >= 0.9)
         around_start = np.zeros_like(free)
         radius = np.ceil(8.0 / self.grid.spacing_kji).astype(int)
         low = np.maximum(np.array(start) - radius, 0)
@@ -156,13 +166,13 @@ class _Helper:
         index = np.argwhere(allowed)
         return index[np.argmin(((index - target) ** 2).sum(axis=1))]
 
-    def push_out(self, points: np.ndarray, radii: np.ndarray, iterations: int = 4) -> np.ndarray:
-        """Move points along the blood-distance gradient until the lumen clears every blood pool by ``wall_mm``."""
+    def push_out(self, points: np.ndarray, radii: np.ndarray, iterations: int = 6) -> np.ndarray:
+        """Move points outwards until the lumen clears the blood pools by ``wall_mm`` and the myocardium."""
         points = points.copy()
         for _ in range(iterations):
             kji = self.grid.ras_to_kji(points).T
-            distance = ndimage.map_coordinates(self.blood_distance, kji, order=1, mode="nearest")
-            deficit = radii + self.wall_mm - distance
+            clearance = ndimage.map_coordinates(self.clearance, kji, order=1, mode="nearest")
+            deficit = radii + 0.2 - clearance
             if np.all(deficit <= 0):
                 break
             grad_kji = np.stack([ndimage.map_coordinates(g, kji, order=1, mode="nearest") for g in self.gradient], 1)
@@ -178,7 +188,7 @@ def _orthogonal(vector: np.ndarray, axis: np.ndarray) -> np.ndarray:
     return projected / max(np.linalg.norm(projected), 1e-9)
 
 
-def _finish(points: np.ndarray, r0: float, r1: float, helper: _Helper, step: float = 0.5, sigma: float = 3.0):
+def _finish(points: np.ndarray, r0: float, r1: float, helper: _Helper, step: float = 0.5, sigma: float = 2.0):
     """Resample, smooth, taper the radius from r0 to r1 and keep the lumen out of the blood pools."""
     (points,) = resample_polyline(points, step)
     points = smooth_polyline(points, sigma, step)
@@ -187,7 +197,19 @@ def _finish(points: np.ndarray, r0: float, r1: float, helper: _Helper, step: flo
     for _ in range(3):
         points = helper.push_out(points, radii)
         points = smooth_polyline(points, 1.0, step)
+    points = helper.push_out(points, radii, iterations=10)
     points, radii = resample_polyline(points, step, radii)
+    # Where a groove is tight the vessel narrows to fit (never below 0.8 mm radius); where even that does not
+    # fit, it ends. The truth tube is thus always drawn whole, never partly hidden inside a chamber.
+    clearance = ndimage.map_coordinates(helper.clearance, helper.grid.ras_to_kji(points).T, order=1, mode="nearest")
+    room = ndimage.minimum_filter1d(clearance - 0.2, 9, mode="nearest")
+    room[:6] = np.inf  # the first millimetres leave the aorta or the parent vessel
+    radii = np.minimum(radii, room)
+    blocked = np.flatnonzero(radii < 0.8)
+    if blocked.size:
+        points, radii = points[: blocked[0]], radii[: blocked[0]]
+    radii = ndimage.uniform_filter1d(radii, 5, mode="nearest") if len(radii) > 5 else radii
+    radii = np.minimum(radii, room[: len(radii)])
     return points, radii
 
 
@@ -250,7 +272,7 @@ def build_coronary_tree(
 
     # Left main: about 10 mm from the ostium, leftwards between the pulmonary trunk and the left atrium.
     lm_end_target = ostia["left"] + 10.0 * left_dir
-    lm = helper.path(ostia["left"], lm_end_target, None)
+    lm = helper.path(ostia["left"], lm_end_target, None, radius_mm=2.2)
     lm = np.vstack([ostia["left"], lm])
     lm_points, lm_radii = _finish(lm, 2.2, 2.0, helper, sigma=1.5)
     lm_points[0] = ostia["left"]
@@ -259,7 +281,7 @@ def build_coronary_tree(
 
     # LAD: anterior interventricular groove (equidistant from LV myocardium and RV) to the apex.
     groove_iv = np.abs(helper.d(LV_MYO) - helper.d(RV))
-    lad = helper.path(bifurcation, apex, groove_iv)
+    lad = helper.path(bifurcation, apex, groove_iv, radius_mm=1.9)
     lad_points, lad_radii = _finish(np.vstack([bifurcation, lad]), 1.9, 0.85, helper)
     add(Vessel("LAD", lad_points, lad_radii, "LM", "left"))
 
@@ -271,7 +293,7 @@ def build_coronary_tree(
         third = -third
     radius = 25.0
     lcx_target = mitral + radius * (np.cos(np.radians(140)) * start_dir + np.sin(np.radians(140)) * third)
-    lcx = helper.path(bifurcation, lcx_target, groove_av_left)
+    lcx = helper.path(bifurcation, lcx_target, groove_av_left, radius_mm=1.7)
     lcx_points, lcx_radii = _finish(np.vstack([bifurcation, lcx]), 1.7, 0.9, helper)
     add(Vessel("LCx", lcx_points, lcx_radii, "LM", "left"))
 
@@ -284,15 +306,15 @@ def build_coronary_tree(
     scores = crux_score[tuple(shell_index.T)] + np.where(posterior, 0.0, 1e3)
     crux = shell_ras[np.argmin(scores)]
     groove_av_right = np.abs(helper.d(RA) - helper.d(RV))
-    rca_start = helper.path(ostia["right"], ostia["right"] + 8.0 * right_dir, None)
-    rca = helper.path(rca_start[-1], crux, groove_av_right)
+    rca_start = helper.path(ostia["right"], ostia["right"] + 8.0 * right_dir, None, radius_mm=2.0)
+    rca = helper.path(rca_start[-1], crux, groove_av_right, radius_mm=2.0)
     rca_points, rca_radii = _finish(np.vstack([ostia["right"], rca_start, rca]), 2.0, 1.1, helper)
     rca_points[0] = ostia["right"]
     add(Vessel("RCA", rca_points, rca_radii, None, "right"))
 
     # PDA: posterior interventricular groove from the crux towards the apex (about 40 mm).
     pda_target = crux + 0.6 * (apex - crux)
-    pda = helper.path(rca_points[-1], pda_target, groove_iv)
+    pda = helper.path(rca_points[-1], pda_target, groove_iv, radius_mm=1.1)
     pda_points, pda_radii = _finish(np.vstack([rca_points[-1], pda]), 1.1, 0.8, helper)
     add(Vessel("PDA", pda_points, pda_radii, "RCA", "right"))
 
@@ -300,7 +322,7 @@ def build_coronary_tree(
     def side_branch(name: str, parent: Vessel, fraction: float, target: np.ndarray, r0: float, r1: float, side: str):
         s = arc_length(parent.points)
         start = parent.points[np.searchsorted(s, fraction * s[-1])]
-        branch = np.vstack([start, helper.path(start, target, None)])
+        branch = np.vstack([start, helper.path(start, target, None, radius_mm=r0)])
         branch = branch[: max(int(np.searchsorted(arc_length(branch), max_side_branch_mm)), 2)]
         points, radii = _finish(branch, r0, r1, helper, sigma=2.5)
         points[0] = start
@@ -430,3 +452,16 @@ def embed_in_field_of_view(phantom: CTPhantom, shape: tuple[int, int, int], seed
     matrix = phantom.ijk_to_ras.copy()
     matrix[:3, 3] = phantom.ijk_to_ras[:3, 3] - phantom.ijk_to_ras[:3, :3] @ low[::-1]
     return CTPhantom(image, labels, matrix, phantom.vessels, phantom.ostia, phantom.heart)
+
+
+def write_nifti(image: np.ndarray, ijk_to_ras: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a ``[K, J, I]`` array as NIfTI (RAS affine), e.g. a phantom CT for the command line (int16 HU)."""
+    import nibabel
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.asarray(image).transpose(2, 1, 0)
+    if data.dtype.kind == "f":
+        data = np.clip(np.round(data), -32768, 32767).astype(np.int16)
+    nibabel.save(nibabel.Nifti1Image(data, np.asarray(ijk_to_ras, float)), str(path))
+    return path

@@ -1,0 +1,79 @@
+"""Segmentation modes and disease-specific presets: which structures, which parameters, which measurements.
+
+A preset is what a planner picks for a case: coronary disease (chambers, aorta, coronary tree from the ostia,
+the ostia themselves) or valve disease (chambers and great vessels, then aortic root, LVOT, mitral annulus
+and pulmonary root measurements). ``auto`` and ``semi`` are the plain chamber modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    title: str
+    chambers: str  # "atlas" (weight-free automatic) or "seeds" (grow from seeds)
+    coronary: bool = False
+    valve: bool = False
+    whole_aorta: bool = True  # follow the aorta through the arch and down (False: root and ascending only)
+    working_spacing_mm: float = 1.0
+    coronary_spacing_mm: float = 0.6
+    measurements: tuple[str, ...] = ()
+    notes: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    "auto": Preset(
+        "auto",
+        "Chambers and great vessels, fully automatic (atlas + intensity model, no trained weights)",
+        "atlas",
+        measurements=("structure volumes (ml)", "LV myocardial mass (g)"),
+    ),
+    "semi": Preset(
+        "semi",
+        "Chambers and great vessels grown from seeds (Slicer grow-from-seeds), refined by the user",
+        "seeds",
+        whole_aorta=False,
+        measurements=("structure volumes (ml)", "LV myocardial mass (g)"),
+    ),
+    "coronary": Preset(
+        "coronary",
+        "Coronary disease: chambers, aorta, coronary ostia and the left and right coronary trees",
+        "atlas",
+        coronary=True,
+        whole_aorta=False,
+        measurements=(
+            "structure volumes (ml)",
+            "LV myocardial mass (g)",
+            "coronary ostia (RAS mm) and their height above the aortic annulus plane (mm)",
+            "per vessel: length, minimal and mean lumen diameter (mm)",
+        ),
+    ),
+    "valve": Preset(
+        "valve",
+        "Valve disease: chambers and great vessels, aortic root, LVOT, mitral annulus and pulmonary root",
+        "atlas",
+        valve=True,
+        whole_aorta=True,
+        working_spacing_mm=0.8,
+        measurements=(
+            "aortic annulus plane and size (area, perimeter, diameters)",
+            "LVOT 5 mm below the annulus",
+            "sinus of Valsalva, sinotubular junction, ascending aorta at 40 mm",
+            "mitral annulus plane and size",
+            "pulmonary annulus and main pulmonary artery",
+            "structure volumes (ml)",
+        ),
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    from CardiacSuiteLib.errors import InputError
+
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InputError(f"unknown mode '{name}'; choose one of: {', '.join(PRESETS)}") from None
