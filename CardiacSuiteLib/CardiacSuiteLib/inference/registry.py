@@ -126,8 +126,8 @@ def parse_entry(raw: dict, origin: str) -> ModelEntry:
         )
     for source in raw["sources"]:
         kind = source.get("type") if isinstance(source, dict) else None
-        if kind not in ("python-package", "url"):
-            raise ModelError(f"{where}: source type {kind!r} is not 'python-package' or 'url'")
+        if kind not in SOURCE_TYPES:
+            raise ModelError(f"{where}: source type {kind!r} is not one of {', '.join(SOURCE_TYPES)}")
     return ModelEntry(
         id=raw["id"],
         version=raw["version"],
