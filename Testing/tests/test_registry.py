@@ -32,6 +32,7 @@ from CardiacSuiteLib.inference.registry import (
 
 MYOPARI_ID = "myopari-acdc-tiramisu"
 MYOPARI_TASK = "cmr-sax-cine"
+FAST_ID = "sax-fast-unet"  # the bundled fast short-axis model
 WEIGHTS = b"tiny synthetic weights\n" * 40  # a stand-in for a model file in the URL tests
 MEMBER = "pkg/Resources/tiny.bin"
 
@@ -96,7 +97,8 @@ def one_line(exc_info) -> str:
 
 def test_builtin_registry_parses():
     entries = load_registry_file(BUILTIN_REGISTRY)
-    assert [entry.id for entry in entries] == [MYOPARI_ID]
+    assert [entry.id for entry in entries] == [MYOPARI_ID, FAST_ID]
+    assert [entry.id for entry in entries if entry.default] == [MYOPARI_ID]  # one default per task
     entry = entries[0]
     assert entry.task == MYOPARI_TASK and entry.backend == "onnxruntime" and entry.default
     assert entry.input["dimensions"] == 2 and entry.input["size"] == [256, 256]
@@ -221,7 +223,7 @@ def test_get_returns_the_task_default(tmp_path):
     registry = ModelRegistry(load_registry_file(path) + load_registry_file(BUILTIN_REGISTRY), tmp_path / "cache")
     assert registry.get(task=MYOPARI_TASK).id == MYOPARI_ID  # the one marked default, though listed later
     assert registry.get(task="unit-test").id == "tiny-model"  # no default: the first listed
-    assert [entry.id for entry in registry.models(MYOPARI_TASK)] == ["other-cine", MYOPARI_ID]
+    assert [entry.id for entry in registry.models(MYOPARI_TASK)] == ["other-cine", MYOPARI_ID, FAST_ID]
     with pytest.raises(ModelError, match="no model is registered for the task 'ct-heart'"):
         registry.get(task="ct-heart")
 
@@ -240,8 +242,8 @@ def test_unknown_id_lists_the_known_models(tmp_path):
     registry = ModelRegistry(load_registry_file(path) + load_registry_file(BUILTIN_REGISTRY), tmp_path / "cache")
     with pytest.raises(ModelError) as caught:
         registry.get("no-such-model")
-    assert one_line(caught).endswith(f"known models: another, {MYOPARI_ID}, tiny-model")
-    with pytest.raises(ModelError, match=f"known models: {MYOPARI_ID}$"):
+    assert one_line(caught).endswith(f"known models: another, {MYOPARI_ID}, {FAST_ID}, tiny-model")
+    with pytest.raises(ModelError, match=f"known models: {MYOPARI_ID}, {FAST_ID}$"):
         registry.get("no-such-model", task=MYOPARI_TASK)
 
 
@@ -255,7 +257,7 @@ def test_extra_registry_files_are_merged(tmp_path, monkeypatch):
     second = write_registry(tmp_path / "second.json", raw_entry(id="second-model", task=MYOPARI_TASK))
     monkeypatch.setenv("CARDIACSUITE_MODELS", f"{first}{registry_module.os.pathsep}{second}")
     registry = ModelRegistry.default(cache_dir=tmp_path / "cache")
-    assert [entry.id for entry in registry.models()] == [MYOPARI_ID, "tiny-model", "second-model"]
+    assert [entry.id for entry in registry.models()] == [MYOPARI_ID, FAST_ID, "tiny-model", "second-model"]
     assert registry.get("tiny-model").title == "Tiny synthetic model"
     assert registry.get(task=MYOPARI_TASK).id == MYOPARI_ID  # the built-in default stays the default
 
@@ -510,3 +512,27 @@ def test_get_returns_the_newest_version_unless_one_is_named(tmp_path):
 def test_id_and_version_cannot_leave_the_cache(field, value):
     with pytest.raises(ModelError, match=field):
         parse_entry(raw_entry(**{field: value}), "test")
+
+
+# ------------------------------------------------------------------------------------------------ bundled weights
+
+
+def test_bundled_weights_are_used_in_place_and_a_stale_cache_copy_is_ignored(tmp_path, monkeypatch):
+    resources = tmp_path / "Resources"
+    (resources / "Models").mkdir(parents=True)
+    (resources / "Models" / "tiny.bin").write_bytes(WEIGHTS)
+    monkeypatch.setattr(registry_module, "resource_root", lambda source: resources)
+    entry = parse_entry(raw_entry(sources=[{"type": "bundled", "module": "CMRAnalysisLib", "path": "Models/tiny.bin"}]), "test")
+    registry = ModelRegistry([entry], tmp_path / "cache")
+    stale = registry.cached_path(entry)
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x" * len(WEIGHTS))  # an older copy under the same version, e.g. from a previous release
+    assert registry.is_installed(entry)
+    assert registry.resolve(entry) == registry.install(entry) == resources / "Models" / "tiny.bin"
+    assert cache_files(tmp_path / "cache") == [stale]  # nothing copied, nothing overwritten
+
+    (resources / "Models" / "tiny.bin").write_bytes(b"y" * len(WEIGHTS))
+    with pytest.raises(ModelError) as caught:
+        registry.resolve(entry)
+    message = one_line(caught)
+    assert "bundled model file" in message and "corrupt" in message and "reinstall CardiacSuite" in message

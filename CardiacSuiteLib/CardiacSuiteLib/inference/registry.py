@@ -223,8 +223,21 @@ class ModelRegistry:
     def cached_path(self, entry: ModelEntry) -> Path:
         return self.cache_dir / entry.id / entry.version / entry.file_name
 
+    def bundled_path(self, entry: ModelEntry) -> Path | None:
+        """The weights shipped inside the extension for ``entry``, or None when it has no bundled file here.
+
+        Bundled weights are used where they lie, never copied into the cache: an extension update that ships
+        new weights under the same version can then never meet a stale copy.
+        """
+        for source in entry.sources:
+            if source["type"] == "bundled":
+                path = resource_root(source) / source["path"]
+                if path.is_file():
+                    return path
+        return None
+
     def is_installed(self, entry: ModelEntry) -> bool:
-        path = self.cached_path(entry)
+        path = self.bundled_path(entry) or self.cached_path(entry)
         return path.is_file() and (entry.file_size is None or path.stat().st_size == entry.file_size)
 
     def verified_path(self, entry: ModelEntry) -> Path:
@@ -245,6 +258,15 @@ class ModelRegistry:
 
     def resolve(self, entry: ModelEntry, allow_download: bool = False, progress: ProgressCallback | None = None) -> Path:
         """Verified weights for ``entry``, installing them first from a local source (or a download if allowed)."""
+        bundled = self.bundled_path(entry)
+        if bundled is not None:
+            actual = sha256_of(bundled)
+            if actual != entry.sha256:
+                raise ModelError(
+                    f"bundled model file {bundled} is corrupt or not the registered one (sha256 {actual[:12]}…,"
+                    f" expected {entry.sha256[:12]}…); reinstall CardiacSuite"
+                )
+            return bundled
         if not self.cached_path(entry).is_file():
             self.install(entry, allow_download=allow_download, progress=progress)
         return self.verified_path(entry)
@@ -258,7 +280,7 @@ class ModelRegistry:
                 if not bundled.is_file():
                     reasons.append(f"bundled file {bundled} is missing from this installation")
                     continue
-                return self.import_file(entry, bundled)
+                return self.resolve(entry)  # used where it lies (see bundled_path)
             if source["type"] == "python-package":
                 located = _package_file(source)
                 if located is None:
