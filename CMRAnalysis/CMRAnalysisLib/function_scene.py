@@ -127,8 +127,11 @@ def run_function_analysis(
     frames, geometry, times, index_values = cine_from_node(input_node)
     registry = registry or ModelRegistry.default()
     report(progress, 0.0, "loading the model")
+    started = time.perf_counter()
     segmenter = SliceSegmenter.from_registry(registry, model_id, TASK, device, allow_download)
+    model_load_s = time.perf_counter() - started
     results, segmentation = analyse_cine(frames, geometry, segmenter, times, options, progress, cancel)
+    results["timing_s"]["model_load"] = model_load_s
     if cancel is not None:
         cancel.raise_if_cancelled()
     labels = segmentation.labels
