@@ -302,7 +302,14 @@ def reference_for(
             f"no {sex_key} reference band covers age {age:g} (bands: {', '.join(bands) or 'none'})",
             unit=unit,
         )
-    table, entry = max(cells, key=lambda cell: (_number(cell[1].get("sd")), cell[1].get("n") or 0))
+    # Within one source, the narrowest age band that covers the person wins over its whole-cohort cell; between
+    # sources, the one with an SD (for a z-score), then the larger cohort.
+    narrowest: dict[str, tuple[dict, dict]] = {}
+    for table, entry in cells:
+        kept = narrowest.get(table["id"])
+        if kept is None or entry["age_max"] - entry["age_min"] < kept[1]["age_max"] - kept[1]["age_min"]:
+            narrowest[table["id"]] = (table, entry)
+    table, entry = max(narrowest.values(), key=lambda cell: (_number(cell[1].get("sd")), cell[1].get("n") or 0))
     mean, sd = entry.get("mean"), entry.get("sd")
     if _number(entry.get("lower")) and _number(entry.get("upper")):
         lower, upper, limits_from = entry["lower"], entry["upper"], "source limits"

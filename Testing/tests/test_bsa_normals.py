@@ -209,6 +209,15 @@ def test_age_band_edges():
     assert band(40).startswith("no male reference band covers age 40")
 
 
+def test_narrowest_covering_band_wins_over_a_whole_cohort_cell():
+    table = _table()
+    cohort = {"parameter": "lv_edv_ml", "sex": "male", "age_min": 20, "age_max": 39, "mean": 145, "sd": 25,
+              "unit": "ml", "table": "Table 0", "cell": "all ages", "n": 900}  # fmt: skip
+    table["entries"] = [dict(entry, n=100) for entry in table["entries"]] + [cohort]
+    found = normals.reference_for("lv_edv_ml", "male", 33, "in LV volume", tables=(table,))
+    assert (found.source["age_band"], found.mean, found.sd) == ("30-39", 140, 20)  # not the larger whole cohort
+
+
 def test_shipped_band_edges_and_sex():
     # Petersen 2017 (UK Biobank): LVEF 58 ± 5 % in men, 61 ± 5 % in women, ages 45-74
     for age in (45, 74, 74.9):
