@@ -271,7 +271,7 @@ class FourDCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     parameterNode.dicomFolder, parameterNode.allowMissingPhases, progress=self.onProgress
                 )
                 parameterNode.inputSequence = sequence
-                slicer.modules.sequences.toolBarWidget().setActiveBrowserNode(browser)
+                slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
                 proxy = browser.GetProxyNode(sequence)
                 slicer.util.setSliceViewerLayers(background=proxy, fit=True)
                 self._setStatus(
@@ -373,7 +373,7 @@ class FourDCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameterNode.outputTable = result.nodes.table
         parameterNode.cardiacCase = result.case_node
         if result.nodes.browser is not None:
-            slicer.modules.sequences.toolBarWidget().setActiveBrowserNode(result.nodes.browser)
+            slicer.modules.sequences.setToolBarActiveBrowserNode(result.nodes.browser)
         self.logic.showPhases(parameterNode.inputSequence, "", parameterNode.orientation,
                               result.nodes.segmentation_sequence, result.case_node)
         slicer.util.resetSliceViews()

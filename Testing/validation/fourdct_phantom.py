@@ -164,16 +164,51 @@ def labels_from_output(out_dir: Path, study: Study):
     return read
 
 
-def run_measured(command: list[str], env: dict | None = None) -> tuple[int, float, float, str]:
-    """(exit status, wall seconds, peak resident memory in MiB, output) of a command run as a child process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or os.environ.copy(),
-                               text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, time.perf_counter() - started, usage.ru_maxrss / 1024.0, output
+#: Run as ``python -c``: the command line, and at exit the peak resident memory of this process alone (VmHWM of
+#: /proc/self/status, kB) written to the file named by ``FOURDCT_PEAK_FILE``.
+_LAUNCHER = """
+import atexit, os, runpy, sys
+
+def _write_peak():
+    path = os.environ.get("FOURDCT_PEAK_FILE")
+    if path:
+        with open("/proc/self/status") as status:
+            peak = next((line.split()[1] for line in status if line.startswith("VmHWM:")), "")
+        with open(path, "w") as out:
+            out.write(peak)
+
+atexit.register(_write_peak)
+sys.argv = ["cardiacsuite", *sys.argv[1:]]
+runpy.run_module("CardiacSuiteLib.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def run_measured(command: list[str], env: dict | None = None) -> tuple[int, float, float, str, float]:
+    """(exit status, wall seconds, peak resident memory in MiB, output, CPU seconds) of a command run as a child
+    process. CPU time (user + system, all threads) says how much work it was when the machine is shared.
+
+    The peak is the child's own high-water mark, reported by the child itself at exit (see ``cardiacsuite()``).
+    ``ru_maxrss`` from ``wait4`` is only the fallback: Linux carries the parent's peak resident memory into the
+    child across ``exec``, so a parent that rendered a phantom (gigabytes) would inflate every child's figure.
+    """
+    import tempfile
+
+    env = dict(env or os.environ)
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak_kb"
+        env["FOURDCT_PEAK_FILE"] = str(peak_file)
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        reported = peak_file.read_text().strip() if peak_file.exists() else ""
+    peak_mib = int(reported) / 1024.0 if reported.isdigit() else usage.ru_maxrss / 1024.0
+    cpu = usage.ru_utime + usage.ru_stime
+    return process.returncode, seconds, peak_mib, output, cpu
 
 
 def cardiacsuite() -> list[str]:
-    return [sys.executable, "-m", "CardiacSuiteLib.cli"]
+    """The ``cardiacsuite`` command line in a child Python that reports its own peak memory at exit."""
+    return [sys.executable, "-c", _LAUNCHER]

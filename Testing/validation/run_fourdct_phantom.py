@@ -70,7 +70,7 @@ def main(argv=None) -> int:
             str(study.reference_phase), "--out", str(out), "--method", method, "--strategy", strategy, "--grid", grid,
             "--quiet",
         ]
-        status, seconds, peak_mib, output = fp.run_measured(command)
+        status, seconds, peak_mib, output, cpu = fp.run_measured(command)
         if status != 0:
             print(output)
             print(f"{config}: failed with status {status}")
@@ -78,8 +78,8 @@ def main(argv=None) -> int:
             continue
         results = json.loads((out / "results.json").read_text())
         figures = fp.score(study, fp.labels_from_output(out, study))
-        print(f"\n{method} / {strategy} / {grid} mm grid: {seconds:.1f} s wall for {args.phases} phases "
-              f"(propagation {results['timing_s']['propagation']:.1f} s), peak memory {peak_mib:.0f} MiB")
+        print(f"\n{method} / {strategy} / {grid} mm grid: {seconds:.1f} s wall ({cpu:.1f} s CPU) for {args.phases} "
+              f"phases (propagation {results['timing_s']['propagation']:.1f} s), peak memory {peak_mib:.0f} MiB")
         print(f"{'phase':>8}" + "".join(f"{name:>26}" for name in fp.SCORED))
         print(f"{'':>8}" + "".join(f"{'MSD / HD95 (mm) / Dice':>26}" for _ in fp.SCORED))
         worst_msd = worst_hd = 0.0
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         print(f"worst MSD {worst_msd:.2f} mm, worst HD95 {worst_hd:.2f} mm: {'PASS' if passed else 'FAIL'} "
               f"(limits {MSD_LIMIT_MM:g} / {HD95_LIMIT_MM:g} mm); CT EF {ef:.1f} % (truth {truth_ef:.1f} %)")
         everything["configs"][config] = {
-            "seconds": seconds, "peak_mib": peak_mib, "propagation_s": results["timing_s"]["propagation"],
+            "seconds": seconds, "cpu_seconds": cpu, "peak_mib": peak_mib, "propagation_s": results["timing_s"]["propagation"],
             "figures": figures, "worst_msd_mm": worst_msd, "worst_hd95_mm": worst_hd, "ef_pct": ef,
             "truth_ef_pct": truth_ef, "flagged": results["flagged_phases"],
         }
