@@ -17,7 +17,7 @@ import numpy as np
 
 from CardiacSuiteLib.errors import InputError
 
-from .geometry import Grid, bounding_box
+from .geometry import Grid
 
 ATLAS_ENV = "CARDIACSUITE_HEART_ATLAS"
 DEFAULT_ATLAS_NAME = "mmwhs"
@@ -99,7 +99,6 @@ def load_atlas(atlas: str | os.PathLike | None = None, spacing_mm: float = 1.0, 
     grid = Grid(labels.shape, matrix)
     work = grid.resampled(spacing_mm)
     resampled = resample(labels, grid, work, order=0)
-    low, high = bounding_box(resampled > 0, int(np.ceil(margin_mm / spacing_mm)))
     # The crop may need room outside the original grid: pad instead of clipping.
     margin = int(np.ceil(margin_mm / spacing_mm))
     index = np.argwhere(resampled > 0)
@@ -108,3 +107,22 @@ def load_atlas(atlas: str | os.PathLike | None = None, spacing_mm: float = 1.0, 
     cropped_grid = work.crop(low, high)
     cropped = resample(labels, grid, cropped_grid, order=0)
     return Atlas(cropped, cropped_grid, str(path))
+
+
+def install_atlas(source: str | os.PathLike, spacing_mm: float = 1.0, destination: str | os.PathLike | None = None) -> Path:
+    """Write a compact copy of a whole-heart label map (resampled to ``spacing_mm``, cropped to the heart with a
+    20 mm margin, gzip NIfTI) where the automatic mode finds it: ``~/.cardiacsuite/atlas/wholeheart.nii.gz``.
+
+    This is how a user (or the extension's packaging step) provides the atlas without the research data
+    folder; at 1 mm it is about 100 kB.
+    """
+    import nibabel
+
+    atlas = load_atlas(source, spacing_mm=spacing_mm, margin_mm=20.0)
+    home = Path(os.environ.get("CARDIACSUITE_HOME", Path.home() / ".cardiacsuite"))
+    target = Path(destination) if destination else home / "atlas" / "wholeheart.nii.gz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial.nii.gz")
+    nibabel.save(nibabel.Nifti1Image(atlas.labels.transpose(2, 1, 0), atlas.grid.ijk_to_ras), str(partial))
+    os.replace(partial, target)
+    return target

@@ -735,10 +735,11 @@ def segment_chambers(
 def follow_aorta(
     labels: np.ndarray, image: np.ndarray, grid: Grid, model: IntensityModel, spacing_mm: float, rim_mm: float = 4.0
 ):
-    """Trace the aorta beyond the atlas (arch, descending aorta) on a working-resolution copy of the whole image
-    and label its lumen on the image's own grid; returns (labels, trace or None)."""
+    """Trace the aorta beyond the atlas (arch, descending aorta) on a copy of the whole image at 1.5 mm or
+    coarser and label it on the image's own grid; returns (labels, trace or None)."""
     from .aorta import AortaTrace, render_aorta, trace_aorta
 
+    spacing_mm = max(spacing_mm, 1.5)
     if np.all(grid.spacing_kji >= 0.9 * spacing_mm):
         small_image, small_grid, small_labels = image, grid, labels
     else:
@@ -763,11 +764,14 @@ def follow_aorta(
             rendered = render_aorta(rendered, image, grid, part, wall, rim_mm=0.0, prune=False)
     # Keep the aorta in one piece: bright vessels that the prior called aorta but that are not connected to it go.
     aorta = rendered == AORTA
-    components, count = ndimage.label(aorta)
+    low, high = bounding_box(aorta, 1)
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    components, count = ndimage.label(aorta[box])
     if count > 1:
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
-        rendered[aorta & (components != int(np.argmax(sizes)))] = 0
+        sub = rendered[box]
+        sub[aorta[box] & (components != int(np.argmax(sizes)))] = 0
     return rendered, trace
 
 

@@ -59,6 +59,17 @@ def add_commands(commands) -> None:
     coronary.add_argument("--quiet", action="store_true", help="no progress output")
     coronary.set_defaults(handler=coronary_command)
 
+    atlas = commands.add_parser(
+        "ct-atlas",
+        help="install a whole-heart atlas (labels 1-7) for the automatic CT segmentation",
+        description="Copy a whole-heart label map (MM-WHS style labels 1-7), resampled and cropped to the heart, to"
+        " ~/.cardiacsuite/atlas/wholeheart.nii.gz, where 'ct-segment' and the Slicer module find it.",
+    )
+    atlas.add_argument("source", help="whole-heart label map (NIfTI or NRRD)")
+    atlas.add_argument("--spacing", type=float, default=1.0, help="isotropic spacing of the copy in mm (default 1.0)")
+    atlas.add_argument("--to", help="write here instead of the per-user location")
+    atlas.set_defaults(handler=install_atlas_command)
+
 
 def _ras(text: str) -> np.ndarray:
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
@@ -235,6 +246,16 @@ def coronary_command(args: argparse.Namespace) -> int:
         _write_outputs(staging, scene, nodes, curves, results)
     progress(1.0, f"results written to {args.out}")
     _print_summary(results)
+    return 0
+
+
+def install_atlas_command(args: argparse.Namespace) -> int:
+    from .atlas import install_atlas
+
+    if args.spacing <= 0.2 or args.spacing > 3.0:
+        raise InputError("--spacing must be between 0.2 and 3 mm")
+    target = install_atlas(args.source, args.spacing, args.to)
+    print(f"atlas written to {target} ({target.stat().st_size / 1024:.0f} kB, {args.spacing:g} mm)")
     return 0
 
 

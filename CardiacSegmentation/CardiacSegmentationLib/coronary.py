@@ -132,10 +132,15 @@ def tubularity(image: np.ndarray, spacing: np.ndarray, sigmas_mm, mask: np.ndarr
 
 
 def thick_bright_regions(bright: np.ndarray, spacing: np.ndarray, radius_mm: float = 3.5) -> np.ndarray:
-    """Enhanced regions that contain a ball of ``radius_mm`` (chambers, aorta): the opening of ``bright``."""
-    depth = ndimage.distance_transform_edt(bright, sampling=spacing)
-    core = depth >= radius_mm
-    return ndimage.distance_transform_edt(~core, sampling=spacing) <= radius_mm
+    """Enhanced regions that contain a ball of ``radius_mm`` (chambers, aorta): the opening of ``bright``.
+
+    The ball centres (the core) are found on a grid twice as coarse, which is ample for a 3.5 mm ball.
+    """
+    coarse = bright[::2, ::2, ::2]
+    depth = ndimage.distance_transform_edt(coarse, sampling=2 * spacing)
+    core = np.zeros_like(bright)
+    core[::2, ::2, ::2] = depth >= radius_mm
+    return ndimage.distance_transform_edt(~core, sampling=spacing) <= radius_mm + float(spacing.max())
 
 
 # ------------------------------------------------------------------------------------------------- tree
@@ -427,6 +432,177 @@ def check_ostium(image: np.ndarray, grid: Grid, side: str, ostium: np.ndarray, m
     return _lumen_level(image, grid, ostium)
 
 
+class CoronaryTracer:
+    """What every vessel of one CT shares: the working box, exclusion mask, vessel likelihood and cost.
+
+    Built once per case (seconds); then ``trace_vessel`` follows one vessel through the user's points (well
+    under a second of minimal path plus the re-centring) and ``trace_tree`` grows a whole tree from an ostium.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        ijk_to_ras: np.ndarray,
+        ostia: dict[str, np.ndarray],
+        heart_labels: np.ndarray | None = None,
+        extra_points: list[np.ndarray] | None = None,
+        working_spacing_mm: float = 0.6,
+        roi_mm: float = 80.0,
+        candidate_level: float = 0.32,
+    ):
+        started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+        self.image = image
+        self.grid = grid = Grid(image.shape, ijk_to_ras)
+        self.ostia = {side: np.asarray(point, float) for side, point in ostia.items() if point is not None}
+        if not self.ostia:
+            raise InputError("give at least one coronary ostium (left or right)")
+        self.levels = {side: check_ostium(image, grid, side, point) for side, point in self.ostia.items()}
+        extra = [np.asarray(p, float) for p in (extra_points or [])]
+        for point in extra:
+            if not grid.contains_ras(point[None])[0]:
+                raise InputError(f"a path point ({', '.join(f'{v:.1f}' for v in point)} RAS mm) lies outside the image")
+
+        # Working box: around the ostia (and path points), where coronary arteries can run.
+        everything = np.vstack([*self.ostia.values(), *extra])
+        centre = everything.mean(axis=0)
+        kji_box = grid.ras_to_kji(np.vstack([everything - roi_mm, everything + roi_mm, centre - roi_mm, centre + roi_mm]))
+        low = np.maximum(np.floor(kji_box.min(axis=0)).astype(int), 0)
+        high = np.minimum(np.ceil(kji_box.max(axis=0)).astype(int) + 1, image.shape)
+        box = tuple(slice(a, b) for a, b in zip(low, high))
+        roi_grid = grid.crop(low, high)
+        roi = image[box].astype(np.float32)
+        if np.all(roi_grid.spacing_kji >= 0.9 * working_spacing_mm):
+            work, work_grid = roi, roi_grid
+        else:
+            work, work_grid = downsample_blocks(roi, roi_grid, working_spacing_mm)
+        self.work_grid = work_grid
+        self.shape = work.shape
+        self.spacing = spacing = work_grid.spacing_kji
+        smooth = ndimage.gaussian_filter(work, np.maximum(0.4 / spacing, 0.3))
+        self.lumen_hu = float(np.nanmedian(list(self.levels.values())))
+        fat_values = smooth[(smooth > -250.0) & (smooth < 0.0)]
+        self.fat_hu = float(np.median(fat_values)) if fat_values.size > 100 else -90.0
+        contrast = self.lumen_hu - self.fat_hu
+        self.timings["prepare"] = time.perf_counter() - started
+
+        # Exclusion: chambers and aorta (thick enhanced regions, and the chamber labels when given), except near ostia.
+        t = time.perf_counter()
+        bright = smooth > self.fat_hu + 0.55 * contrast
+        excluded = thick_bright_regions(bright, spacing, 3.5)
+        if heart_labels is not None:
+            from .geometry import resample
+
+            heart_work = resample(heart_labels[box], roi_grid, work_grid, order=0)
+            excluded |= np.isin(heart_work, (2, 3, 4, 5, 6, 7))
+        excluded = ndimage.binary_dilation(excluded, iterations=max(1, int(round(1.0 / spacing.min()))))
+        self.ostium_index = {}
+        for side, point in self.ostia.items():
+            self.ostium_index[side] = self._index(point)
+            excluded &= ~self._ball(self.ostium_index[side], 5.0)
+        self.timings["exclusion"] = time.perf_counter() - t
+
+        # Vessel likelihood and cost.
+        t = time.perf_counter()
+        lumen = np.clip((smooth - self.fat_hu) / contrast, 0.0, 1.0)
+        tube = tubularity(work, spacing, (0.5, 0.8, 1.2, 1.6), mask=(lumen > 0.3) & ~excluded)
+        tube_n = np.clip(tube / (0.25 * contrast), 0.0, 1.0)
+        self.likelihood = np.where(excluded, 0.0, 0.6 * lumen + 0.4 * tube_n)
+        self.cost = 1.0 / (1e-3 + self.likelihood**4)
+        self.candidate = (self.likelihood > candidate_level) & ~excluded
+        self.apex = _apex(heart_labels, grid) if heart_labels is not None else None
+        self.timings["likelihood"] = time.perf_counter() - t
+
+    def _index(self, point: np.ndarray) -> tuple[int, int, int]:
+        kji = np.round(self.work_grid.ras_to_kji(np.asarray(point, float))[0]).astype(int)
+        return tuple(int(v) for v in np.clip(kji, 0, np.array(self.shape) - 1))
+
+    def _ball(self, centre: tuple[int, int, int], radius_mm: float) -> np.ndarray:
+        """A ball of ``radius_mm`` around a voxel, as a full-size mask (computed in its own small box)."""
+        ball = np.zeros(self.shape, bool)
+        reach = np.ceil(radius_mm / self.spacing).astype(int)
+        low = np.maximum(np.array(centre) - reach, 0)
+        high = np.minimum(np.array(centre) + reach + 1, self.shape)
+        k, j, i = np.ogrid[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
+        distance = np.sqrt(
+            ((k - centre[0]) * self.spacing[0]) ** 2 + ((j - centre[1]) * self.spacing[1]) ** 2
+            + ((i - centre[2]) * self.spacing[2]) ** 2
+        )
+        ball[low[0] : high[0], low[1] : high[1], low[2] : high[2]] = distance <= radius_mm
+        return ball
+
+    def _forced_path(self, side: str, points: list[np.ndarray]) -> np.ndarray:
+        chain = [self.ostium_index[side]] + [self._index(p) for p in points]
+        path = [np.array([chain[0]])]
+        for a, b in zip(chain[:-1], chain[1:]):
+            path.append(minimal_path(self.cost, self.spacing, a, b)[1:])
+        return np.vstack(path)
+
+    def trace_vessel(self, side: str, points: list[np.ndarray], name: str = "") -> Branch:
+        """One vessel from the ``side`` ostium through ``points`` (RAS mm, in order): centerline and radii."""
+        ras = self.work_grid.kji_to_ras(self._forced_path(side, points))
+        ras[0] = self.ostia[side]
+        centerline, radii = recentre(ras, self.image, self.grid, self.fat_hu, self.levels[side])
+        return Branch(name or f"{side} vessel", centerline, radii, None, side, user_defined=True)
+
+    def trace_tree(self, side: str, path_points: list[np.ndarray] | None = None, min_branch_mm: float = 10.0) -> CoronaryTree:
+        """The tree of ``side`` grown from its ostium (through ``path_points`` first when given), named."""
+        t = time.perf_counter()
+        seed = self.ostium_index[side]
+        likelihood, spacing = self.likelihood, self.spacing
+        region = self.candidate.copy()
+        region[seed] = True
+        # The ostium lies on the aortic wall: open a passage from it into the vessel.
+        region |= self._ball(seed, 3.0) & (likelihood > 0.3)
+        components, _ = ndimage.label(region, structure=np.ones((3, 3, 3)))
+        region = components == components[seed]
+        forced = []
+        if path_points:
+            forced.append(self._forced_path(side, path_points))
+            region |= _tube_mask(forced[0], self.shape, spacing, 1.0)
+        # Extraction runs in the region's own box (minimal-path fronts never leave the region anyway).
+        rlow, rhigh = np.argwhere(region).min(axis=0), np.argwhere(region).max(axis=0) + 1
+        rbox = tuple(slice(a, b) for a, b in zip(rlow, rhigh))
+        sub_region = region[rbox]
+        paths = extract_tree(
+            tuple(np.array(seed) - rlow),
+            sub_region,
+            np.where(sub_region, self.cost[rbox], np.inf),
+            spacing,
+            min_branch_mm,
+            forced_paths=[f - rlow for f in forced],
+        )
+        tree = CoronaryTree(side, self.ostia[side])
+        for n, (path, parent) in enumerate(paths):
+            ras = self.work_grid.kji_to_ras(path + rlow)
+            if parent is None:
+                ras[0] = self.ostia[side]
+            tree.branches.append(Branch(f"{side} {n}", ras, np.ones(len(ras)), parent, side, user_defined=n < len(forced)))
+        self.timings[f"extract_{side}"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for branch in tree.branches:
+            branch.points, branch.radii = recentre(branch.points, self.image, self.grid, self.fat_hu, self.levels[side])
+        for branch in tree.branches:  # a side branch starts on its parent's (re-centred) centerline
+            if branch.parent is not None:
+                parent = tree.branches[branch.parent].points
+                branch.points[0] = parent[np.argmin(np.linalg.norm(parent - branch.points[0], axis=1))]
+        # Branches thinner than 1.5 mm (median over their length), shorter than the minimum or wider than the
+        # vessel they leave are dropped.
+        keep = [
+            i for i, b in enumerate(tree.branches)
+            if b.user_defined or (
+                2.0 * float(np.median(b.radii)) >= MIN_DIAMETER_MM
+                and b.length_mm >= min_branch_mm
+                and not _wider_than_parent(tree.branches, i)
+            )
+        ]
+        tree.branches = split_at_junctions(_reindex(tree.branches, keep))
+        name_tree(tree, self.apex)
+        self.timings[f"refine_{side}"] = time.perf_counter() - t
+        return tree
+
+
 def trace_coronaries(
     image: np.ndarray,
     ijk_to_ras: np.ndarray,
@@ -446,146 +622,24 @@ def trace_coronaries(
     segmentation to the exclusion mask and locates the apex for naming.
     """
     started = time.perf_counter()
-    timings: dict[str, float] = {}
-    grid = Grid(image.shape, ijk_to_ras)
     path_points = path_points or {}
-    ostia = {side: np.asarray(point, float) for side, point in ostia.items() if point is not None}
-    if not ostia:
-        raise InputError("give at least one coronary ostium (left or right)")
-    levels = {side: check_ostium(image, grid, side, point) for side, point in ostia.items()}
-    for side, points in path_points.items():
-        for point in points:
-            if not grid.contains_ras(np.asarray(point, float)[None])[0]:
-                raise InputError(f"a {side} path point ({', '.join(f'{v:.1f}' for v in point)} RAS mm) lies outside the image")
-
-    # Working box: around the ostia (and path points), where coronary arteries can run.
-    everything = np.vstack([*ostia.values(), *[np.asarray(p, float) for pts in path_points.values() for p in pts]])
-    centre = everything.mean(axis=0)
-    kji_box = grid.ras_to_kji(np.vstack([everything - roi_mm, everything + roi_mm, centre - roi_mm, centre + roi_mm]))
-    low = np.maximum(np.floor(kji_box.min(axis=0)).astype(int), 0)
-    high = np.minimum(np.ceil(kji_box.max(axis=0)).astype(int) + 1, image.shape)
-    box = tuple(slice(a, b) for a, b in zip(low, high))
-    roi_grid = grid.crop(low, high)
-    roi = image[box].astype(np.float32)
-    if np.all(roi_grid.spacing_kji >= 0.9 * working_spacing_mm):
-        work, work_grid = roi, roi_grid
-    else:
-        work, work_grid = downsample_blocks(roi, roi_grid, working_spacing_mm)
-    spacing = work_grid.spacing_kji
-    smooth = ndimage.gaussian_filter(work, np.maximum(0.4 / spacing, 0.3))
-
-    lumen_hu = float(np.nanmedian(list(levels.values())))
-    fat_values = smooth[(smooth > -250.0) & (smooth < 0.0)]
-    fat_hu = float(np.median(fat_values)) if fat_values.size > 100 else -90.0
-    contrast = lumen_hu - fat_hu
-    timings["prepare"] = time.perf_counter() - started
-
-    # Exclusion: chambers and aorta (thick enhanced regions, and the chamber labels when given), except near ostia.
-    t = time.perf_counter()
-    bright = smooth > fat_hu + 0.55 * contrast
-    excluded = thick_bright_regions(bright, spacing, 3.5)
-    if heart_labels is not None:
-        from .geometry import resample
-
-        heart_work = resample(heart_labels[box], roi_grid, work_grid, order=0)
-        excluded |= np.isin(heart_work, (2, 3, 4, 5, 6, 7))
-    excluded = ndimage.binary_dilation(excluded, iterations=max(1, int(round(1.0 / spacing.min()))))
-    ostium_index = {}
-    for side, point in ostia.items():
-        kji = np.round(work_grid.ras_to_kji(point)[0]).astype(int)
-        ostium_index[side] = tuple(np.clip(kji, 0, np.array(work.shape) - 1))
-        ball = np.zeros(work.shape, bool)
-        ball[ostium_index[side]] = True
-        excluded &= ~(ndimage.distance_transform_edt(~ball, sampling=spacing) <= 5.0)
-    timings["exclusion"] = time.perf_counter() - t
-
-    # Vessel likelihood and cost.
-    t = time.perf_counter()
-    lumen = np.clip((smooth - fat_hu) / contrast, 0.0, 1.0)
-    maybe = (lumen > 0.3) & ~excluded
-    tube = tubularity(work, spacing, (0.5, 0.8, 1.2, 1.6), mask=maybe)
-    tube_n = np.clip(tube / (0.25 * contrast), 0.0, 1.0)
-    likelihood = np.where(excluded, 0.0, 0.6 * lumen + 0.4 * tube_n)
-    cost = 1.0 / (1e-3 + likelihood**4)
-    candidate = (likelihood > candidate_level) & ~excluded
-    timings["likelihood"] = time.perf_counter() - t
-
+    extra = [p for points in path_points.values() for p in points]
+    tracer = CoronaryTracer(
+        image, ijk_to_ras, ostia, heart_labels, extra, working_spacing_mm, roi_mm, candidate_level
+    )
     trees: dict[str, CoronaryTree] = {}
-    apex = _apex(heart_labels, grid) if heart_labels is not None else None
-    for side, ostium in ostia.items():
-        t = time.perf_counter()
-        seed = ostium_index[side]
-        region = candidate.copy()
-        region[seed] = True
-        # The ostium lies on the aortic wall: open a passage from it into the vessel.
-        ball = np.zeros(work.shape, bool)
-        ball[seed] = True
-        near_ostium = ndimage.distance_transform_edt(~ball, sampling=spacing) <= 3.0
-        region |= near_ostium & (likelihood > 0.3)
-        components, _ = ndimage.label(region, structure=np.ones((3, 3, 3)))
-        region = components == components[seed]
-        forced = []
-        if path_points.get(side):
-            chain = [seed] + [
-                tuple(np.clip(np.round(work_grid.ras_to_kji(p)[0]).astype(int), 0, np.array(work.shape) - 1))
-                for p in path_points[side]
-            ]
-            path = [np.array([seed])]
-            for a, b in zip(chain[:-1], chain[1:]):
-                path.append(minimal_path(cost, spacing, a, b)[1:])
-            forced.append(np.vstack(path))
-            region |= _tube_mask(forced[0], work.shape, spacing, 1.0)
-        # Extraction runs in the region's own box (minimal-path fronts never leave the region anyway).
-        rlow, rhigh = np.argwhere(region).min(axis=0), np.argwhere(region).max(axis=0) + 1
-        rbox = tuple(slice(a, b) for a, b in zip(rlow, rhigh))
-        sub_region = region[rbox]
-        paths = extract_tree(
-            tuple(np.array(seed) - rlow),
-            sub_region,
-            np.where(sub_region, cost[rbox], np.inf),
-            spacing,
-            min_branch_mm,
-            forced_paths=[f - rlow for f in forced],
-        )
-        paths = [(path + rlow, parent) for path, parent in paths]
-        debug = {"region_voxels": int(region.sum()), "raw_paths": [(len(p), parent) for p, parent in paths]}
-        timings[f"debug_{side}"] = debug
-        tree = CoronaryTree(side, ostium)
-        for n, (path, parent) in enumerate(paths):
-            ras = work_grid.kji_to_ras(path)
-            if parent is None:
-                ras[0] = ostium
-            tree.branches.append(Branch(f"{side} {n}", ras, np.ones(len(ras)), parent, side, user_defined=n < len(forced)))
-        timings[f"extract_{side}"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        for branch in tree.branches:
-            branch.points, branch.radii = recentre(branch.points, image, grid, fat_hu, levels[side])
-        for branch in tree.branches:  # a side branch starts on its parent's (re-centred) centerline
-            if branch.parent is not None:
-                parent = tree.branches[branch.parent].points
-                branch.points[0] = parent[np.argmin(np.linalg.norm(parent - branch.points[0], axis=1))]
-        # Branches thinner than 1.5 mm (mean over their length) or shorter than the minimum are dropped.
-        keep = [
-            i for i, b in enumerate(tree.branches)
-            if b.user_defined or (
-                2.0 * float(np.median(b.radii)) >= MIN_DIAMETER_MM
-                and b.length_mm >= min_branch_mm
-                and not _wider_than_parent(tree.branches, i)
-            )
-        ]
-        tree.branches = split_at_junctions(_reindex(tree.branches, keep))
-        name_tree(tree, apex)
-        trees[side] = tree
-        timings[f"refine_{side}"] = time.perf_counter() - t
+    for side in tracer.ostia:
+        trees[side] = tracer.trace_tree(side, path_points.get(side), min_branch_mm)
         if progress is not None:
-            progress(0.5 + 0.5 * len(trees) / len(ostia), f"{side} coronary tree traced ({len(tree.branches)} branches)")
-
+            count = len(trees[side].branches)
+            progress(0.5 + 0.5 * len(trees) / len(tracer.ostia), f"{side} coronary tree traced ({count} branches)")
     t = time.perf_counter()
-    labels = render_trees(trees, grid)
+    labels = render_trees(trees, tracer.grid)
+    timings = dict(tracer.timings)
     timings["render"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    return CoronaryResult(trees, labels, grid, {"lumen_hu": lumen_hu, "fat_hu": fat_hu, **{f"{s}_ostium_hu": v for s, v in levels.items()}}, timings)
+    levels = {"lumen_hu": tracer.lumen_hu, "fat_hu": tracer.fat_hu, **{f"{s}_ostium_hu": v for s, v in tracer.levels.items()}}
+    return CoronaryResult(trees, labels, tracer.grid, levels, timings)
 
 
 def _wider_than_parent(branches: list[Branch], index: int) -> bool:

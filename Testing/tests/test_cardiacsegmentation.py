@@ -257,6 +257,22 @@ def test_coronary_path_points_force_the_route(coronary_phantom):
     assert scores["reference_detected"] >= 0.9 and scores["AI_mm"] <= 0.5
 
 
+def test_one_vessel_traced_through_a_distal_point(coronary_phantom):
+    """The per-vessel tool: the RCA from its ostium through its distal end follows the truth (OV >= 0.9,
+    AI <= 0.5 mm) with plausible radii."""
+    from CardiacSegmentationLib.coronary import CoronaryTracer
+    from CardiacSegmentationLib.metrics import centerline_overlap
+
+    phantom = coronary_phantom
+    rca = phantom.vessel("RCA")
+    tracer = CoronaryTracer(phantom.image, phantom.ijk_to_ras, {"right": phantom.ostia["right"]})
+    branch = tracer.trace_vessel("right", [rca.points[-1]], "RCA")
+    assert branch.name == "RCA" and branch.user_defined
+    scores = centerline_overlap(rca.points, rca.radii, branch.points)
+    assert scores["OV"] >= 0.9 and scores["AI_mm"] <= 0.5, scores
+    assert 0.5 <= float(np.median(branch.radii)) <= 2.5
+
+
 def test_centerline_metrics_on_known_curves():
     from CardiacSegmentationLib.metrics import centerline_overlap
 
@@ -380,6 +396,19 @@ def test_commands_refuse_bad_input_and_write_nothing(phantoms, tmp_path, capsys)
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
 
 
+def test_a_non_ct_dicom_series_is_refused(shared_data, tmp_path, capsys):
+    """A real MR DICOM series (the perfusion study) is refused by its modality, and nothing is written."""
+    from CardiacSuiteLib.cli import main
+
+    series = shared_data / "perfusion" / "dicom" / "I01"
+    if not series.is_file():
+        pytest.skip(f"{series} not found")
+    out = tmp_path / "out"
+    assert main(["ct-segment", str(series), "--out", str(out), "--quiet"]) == 2
+    assert "this series is MR, not CT" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
 # ------------------------------------------------------------------------------------------------ real data
 
 
@@ -399,5 +428,20 @@ def test_real_aorta_crop(shared_data):
     ct = np.asarray(image.dataobj).astype(np.float32).transpose(2, 1, 0)
     aorta = np.asarray(nibabel.load(str(folder / "aorta.nii.gz")).dataobj).transpose(2, 1, 0) > 0
     result = segment_chambers(ct, image.affine, load_atlas(_label_map(shared_data, "mmwhs")))
-    assert dice(result.labels == 6, aorta) >= 0.75
+    assert dice(result.labels == 6, aorta) >= 0.84  # 0.85 in Testing/validation/run_cardiacseg.py
     assert result.aorta is not None and result.aorta.length_mm > 200.0
+
+
+def test_installed_atlas_is_found_and_small(shared_data, tmp_path, monkeypatch):
+    from CardiacSuiteLib.cli import main
+
+    from CardiacSegmentationLib.atlas import ATLAS_ENV, find_atlas, load_atlas
+
+    monkeypatch.setenv("CARDIACSUITE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CARDIACSUITE_DATA", str(tmp_path / "no-data"))
+    monkeypatch.delenv(ATLAS_ENV, raising=False)
+    assert main(["ct-atlas", str(_label_map(shared_data, "mmwhs"))]) == 0
+    found = find_atlas()
+    assert found == tmp_path / "home" / "atlas" / "wholeheart.nii.gz" and found.stat().st_size < 500_000
+    atlas = load_atlas(found)
+    assert set(np.unique(atlas.labels)) == set(range(8))
