@@ -383,26 +383,14 @@ def _read_nrrd_data(path: Path, header: dict, sizes: list[int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def write_seq_nrrd(series: ImageSeries, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write a series as Slicer's volume sequence file: list axis first, frame times as index values.
-
-    Slicer reads the result into a volume sequence (index name 'time', unit 'ms'); ``read_image_input`` reads it
-    back with the same geometry and times.
-    """
-    path = Path(path)
-    frames = np.asarray(series.frames)
-    if frames.ndim != 4:
-        raise InputError(f"{path}: a volume sequence needs frames [T, K, J, I], got shape {frames.shape}")
-    if frames.dtype not in NRRD_TYPES:
-        frames = frames.astype(np.float32)
-    count, k, j, i = frames.shape
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(series.ijk_to_ras, dtype=float)
-    if series.frame_times_ms is not None:
-        if len(series.frame_times_ms) != count:
-            raise InputError(f"{path}: {len(series.frame_times_ms)} frame times for {count} frames")
-        label, unit, values = "time", "ms", [f"{float(t):.10g}" for t in series.frame_times_ms]
-    else:
-        label, unit, values = "frame", "", [str(n) for n in range(count)]
+def seq_nrrd_header(
+    type_name: str, shape: tuple[int, int, int, int], ijk_to_ras: np.ndarray, label: str, unit: str,
+    index_values: list[str], compress: bool,
+) -> bytes:
+    """The header of Slicer's volume sequence file for frames ``[T, K, J, I]``: list axis first (fastest in the
+    data), LPS geometry from ``ijk_to_ras``, the index name, unit and values Slicer shows in its browser."""
+    count, k, j, i = shape
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(ijk_to_ras, dtype=float)
 
     def vector(v) -> str:
         return "(" + ",".join(f"{float(x):.17g}" for x in v) + ")"
@@ -411,7 +399,7 @@ def write_seq_nrrd(series: ImageSeries, path: str | os.PathLike, compress: bool 
         "NRRD0004",
         "# Complete NRRD file format specification at:",
         "# http://teem.sourceforge.net/nrrd/format.html",
-        f"type: {NRRD_TYPES[frames.dtype]}",
+        f"type: {type_name}",
         "dimension: 4",
         "space: left-posterior-superior",
         f"sizes: {count} {i} {j} {k}",
@@ -425,15 +413,38 @@ def write_seq_nrrd(series: ImageSeries, path: str | os.PathLike, compress: bool 
         "measurement frame: (1,0,0) (0,1,0) (0,0,1)",
         "DataNodeClassName:=vtkMRMLScalarVolumeNode",
         "axis 0 index type:=numeric",
-        "axis 0 index values:=" + " ".join(values),
+        "axis 0 index values:=" + " ".join(index_values),
     ]
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def write_seq_nrrd(series: ImageSeries, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write a series as Slicer's volume sequence file: list axis first, frame times as index values.
+
+    Slicer reads the result into a volume sequence (index name 'time', unit 'ms'); ``read_image_input`` reads it
+    back with the same geometry and times.
+    """
+    path = Path(path)
+    frames = np.asarray(series.frames)
+    if frames.ndim != 4:
+        raise InputError(f"{path}: a volume sequence needs frames [T, K, J, I], got shape {frames.shape}")
+    if frames.dtype not in NRRD_TYPES:
+        frames = frames.astype(np.float32)
+    count = frames.shape[0]
+    if series.frame_times_ms is not None:
+        if len(series.frame_times_ms) != count:
+            raise InputError(f"{path}: {len(series.frame_times_ms)} frame times for {count} frames")
+        label, unit, values = "time", "ms", [f"{float(t):.10g}" for t in series.frame_times_ms]
+    else:
+        label, unit, values = "frame", "", [str(n) for n in range(count)]
+    header = seq_nrrd_header(NRRD_TYPES[frames.dtype], frames.shape, series.ijk_to_ras, label, unit, values, compress)
     # the list axis is the fastest in the file: [K, J, I, T] in C order
     data = np.ascontiguousarray(frames.transpose(1, 2, 3, 0), dtype=frames.dtype.newbyteorder("<")).tobytes()
     if compress:
         data = gzip.compress(data, compresslevel=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
-        handle.write(("\n".join(lines) + "\n\n").encode("utf-8"))
+        handle.write(header)
         handle.write(data)
     return path
 

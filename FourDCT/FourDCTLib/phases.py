@@ -9,6 +9,7 @@ streaming, into one temporary raw file per phase that is memory-mapped when read
 
 from __future__ import annotations
 
+import abc
 import gzip
 import os
 import re
@@ -33,7 +34,7 @@ POSITION_TOLERANCE_MM = 0.01
 DIRECTION_TOLERANCE = 1e-4
 
 
-class PhaseStack:
+class PhaseStack(abc.ABC):
     """Phases of one 4D image on one grid; ``read(n)`` returns phase ``n`` as ``[K, J, I]``."""
 
     def __init__(
@@ -62,8 +63,9 @@ class PhaseStack:
         self.metadata: dict = {}
         self.warnings: list[str] = []
 
+    @abc.abstractmethod
     def read(self, index: int) -> np.ndarray:
-        raise NotImplementedError
+        """Phase ``index`` as ``[K, J, I]``; each subclass reads it from where its phases live."""
 
     def __len__(self) -> int:
         return self.count
@@ -310,41 +312,18 @@ def write_seq_nrrd(stack: PhaseStack, path: str | os.PathLike, compress: bool = 
                    progress: Callable[[float, str], None] | None = None) -> Path:
     """Write a stack as Slicer's volume sequence file (phase axis first, as Slicer writes it), a few slices at a
     time, so memory holds one slab of every phase and never the whole study."""
+    from CardiacSuiteLib.imageio import NRRD_TYPES, seq_nrrd_header
+
     path = Path(path)
     count = stack.count
     k, j, i = stack.shape
-    dtype = stack.dtype if stack.dtype in _NRRD_TYPES else np.dtype(np.float32)
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ stack.ijk_to_ras
-    values = [f"{v:.10g}" for v in stack.index_values]
-    label = stack.index_name or "phase"
-
-    def vector(v) -> str:
-        return "(" + ",".join(f"{float(x):.17g}" for x in v) + ")"
-
-    lines = [
-        "NRRD0004",
-        "# Complete NRRD file format specification at:",
-        "# http://teem.sourceforge.net/nrrd/format.html",
-        f"type: {_NRRD_TYPES[dtype]}",
-        "dimension: 4",
-        "space: left-posterior-superior",
-        f"sizes: {count} {i} {j} {k}",
-        "space directions: none " + " ".join(vector(lps[:3, c]) for c in range(3)),
-        "kinds: list domain domain domain",
-        f'labels: "{label}" "" "" ""',
-        f'units: "{stack.index_unit}" "" "" ""',
-        "endian: little",
-        f"encoding: {'gzip' if compress else 'raw'}",
-        f"space origin: {vector(lps[:3, 3])}",
-        "measurement frame: (1,0,0) (0,1,0) (0,0,1)",
-        "DataNodeClassName:=vtkMRMLScalarVolumeNode",
-        "axis 0 index type:=numeric",
-        "axis 0 index values:=" + " ".join(values),
-    ]
+    dtype = stack.dtype if stack.dtype in NRRD_TYPES else np.dtype(np.float32)
+    header = seq_nrrd_header(NRRD_TYPES[dtype], (count, k, j, i), stack.ijk_to_ras, stack.index_name or "phase",
+                             stack.index_unit, [f"{v:.10g}" for v in stack.index_values], compress)
     slab = chunk_slices or max(1, (32 << 20) // max(count * j * i * dtype.itemsize, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
-        handle.write(("\n".join(lines) + "\n\n").encode("utf-8"))
+        handle.write(header)
         sink = gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) if compress else handle
         try:
             for k0 in range(0, k, slab):
@@ -361,16 +340,6 @@ def write_seq_nrrd(stack: PhaseStack, path: str | os.PathLike, compress: bool = 
     return path
 
 
-_NRRD_TYPES = {
-    np.dtype("int8"): "int8",
-    np.dtype("uint8"): "uint8",
-    np.dtype("int16"): "int16",
-    np.dtype("uint16"): "uint16",
-    np.dtype("int32"): "int32",
-    np.dtype("uint32"): "uint32",
-    np.dtype("float32"): "float",
-    np.dtype("float64"): "double",
-}
 
 
 # ---------------------------------------------------------------------------------------------- 4D NIfTI and files
