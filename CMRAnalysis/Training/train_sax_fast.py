@@ -114,10 +114,9 @@ def entry_dict() -> dict:
 
 def normalise(image: np.ndarray) -> np.ndarray:
     """The pipeline's percentile-minmax normalisation over the volume's nonzero pixels, clipped to [0, 1]."""
-    values = image[image > 0]
-    low, high = np.percentile(values, [NORMALISATION["lower"], NORMALISATION["upper"]])
-    high = high if high > low else low + 1.0
-    return np.clip((image - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    from CardiacSuiteLib.inference.segment2d import intensity_window, normalised
+
+    return normalised(image, *intensity_window(image, NORMALISATION)).astype(np.float32)
 
 
 def heart_box(labels: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -129,14 +129,9 @@ class SliceSegmenter:
         """Intensity window and crop from all the study's pixels (any shape whose last two axes are rows, cols)."""
         images = np.asarray(images, dtype=np.float32)
         norm = self.entry.input.get("normalisation", {})
-        values = images[images > 0] if norm.get("nonzero", True) else images.ravel()
-        if values.size == 0:
-            raise InputError("the image is empty (every pixel is zero or negative): nothing to segment")
         if norm.get("type", "percentile-minmax") != "percentile-minmax":
             raise ModelError(f"normalisation '{norm.get('type')}' of model '{self.entry.id}' is not supported")
-        low, high = np.percentile(values, [norm.get("lower", 0.0), norm.get("upper", 100.0)])
-        if high <= low:
-            high = low + 1.0
+        low, high = intensity_window(images, norm)
         rows, cols = slice(0, images.shape[-2]), slice(0, images.shape[-1])
         crop = self.entry.input.get("crop")
         if crop == "nonzero-square":
@@ -158,8 +153,7 @@ class SliceSegmenter:
         from scipy import ndimage
 
         settings = self.roi_settings
-        scaled = np.clip((samples - low) / (high - low), 0.0, 1.0)[:, rows, cols]
-        labels = self._predict(scaled)
+        labels = self._predict(normalised(samples, low, high)[:, rows, cols])
         heart = np.isin(labels, settings["labels"]).any(axis=0)
         if heart.sum() < settings["min_pixels"]:
             return None
@@ -184,15 +178,27 @@ class SliceSegmenter:
             box = self.heart_box(samples, low, high, rows, cols) or box
         return square_around(box, settings["margin"], shape, settings["min_side"])
 
-    def _predict(self, cropped: np.ndarray) -> np.ndarray:
-        """Labels ``[N, r, c]`` for normalised, cropped slices ``[N, r, c]``: resize, predict in batches, argmax, resize back."""
+    def _predict(
+        self,
+        cropped: np.ndarray,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        progress_span: tuple[float, float] = (0.0, 1.0),
+    ) -> np.ndarray:
+        """Labels ``[N, r, c]`` for normalised, cropped slices ``[N, r, c]``: resize, predict in batches, argmax at
+        the crop's size; checks ``cancel`` before each batch and reports progress after it."""
         from monai.transforms import Resize
 
         to_model = Resize(spatial_size=self.size, mode="bilinear", anti_aliasing=True)
         labels = np.zeros(cropped.shape, dtype=np.uint8)
+        start, stop = progress_span
         for first in range(0, len(cropped), self.batch_size):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
             batch = np.asarray(to_model(cropped[first : first + self.batch_size]), dtype=np.float32)[:, np.newaxis]
             labels[first : first + len(batch)] = scores_to_labels(self.backend.predict(batch), cropped.shape[1:])
+            done = first + len(batch)
+            report(progress, start + (stop - start) * done / len(cropped), f"segmented {done} of {len(cropped)} slices")
         return labels
 
     def segment(
@@ -204,27 +210,28 @@ class SliceSegmenter:
         progress_span: tuple[float, float] = (0.0, 1.0),
     ) -> np.ndarray:
         """Label map ``[N, rows, cols]`` (uint8) for a stack of 2D slices ``[N, rows, cols]``."""
-        from monai.transforms import Resize
-
         slices = np.asarray(slices, dtype=np.float32)
         if slices.ndim != 3:
             raise InputError(f"expected a stack of 2D slices, got an array of shape {slices.shape}")
         prep = preparation or self.prepare(slices)
-        scaled = np.clip((slices - prep.low) / (prep.high - prep.low), 0.0, 1.0)
-        cropped = scaled[:, prep.rows, prep.cols]
-        side = cropped.shape[1:]
-        to_model = Resize(spatial_size=self.size, mode="bilinear", anti_aliasing=True)
         labels = np.zeros(slices.shape, dtype=np.uint8)
-        start, stop = progress_span
-        for first in range(0, len(slices), self.batch_size):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            chunk = cropped[first : first + self.batch_size]
-            batch = np.asarray(to_model(chunk), dtype=np.float32)[:, np.newaxis]
-            labels[first : first + len(chunk), prep.rows, prep.cols] = scores_to_labels(self.backend.predict(batch), side)
-            done = min(first + self.batch_size, len(slices))
-            report(progress, start + (stop - start) * done / len(slices), f"segmented {done} of {len(slices)} slices")
+        cropped = normalised(slices, prep.low, prep.high)[:, prep.rows, prep.cols]
+        labels[:, prep.rows, prep.cols] = self._predict(cropped, progress, cancel, progress_span)
         return labels
+
+
+def intensity_window(images: np.ndarray, normalisation: dict) -> tuple[float, float]:
+    """The ``percentile-minmax`` window (low, high) of a registry entry's ``input.normalisation`` over ``images``."""
+    values = images[images > 0] if normalisation.get("nonzero", True) else images.ravel()
+    if values.size == 0:
+        raise InputError("the image is empty (every pixel is zero or negative): nothing to segment")
+    low, high = np.percentile(values, [normalisation.get("lower", 0.0), normalisation.get("upper", 100.0)])
+    return float(low), float(high if high > low else low + 1.0)
+
+
+def normalised(images: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Intensities mapped to [0, 1] by the window ``low``-``high`` that ``SliceSegmenter.prepare`` chose."""
+    return np.clip((images - low) / (high - low), 0.0, 1.0)
 
 
 def scores_to_labels(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
