@@ -23,6 +23,7 @@ import numpy as np
 
 from CardiacSuiteLib.errors import InputError
 from CardiacSuiteLib.inference import CancelToken, ProgressCallback, report
+from CardiacSuiteLib.inference.orientation import short_axis_view
 from CardiacSuiteLib.inference.segment2d import SliceSegmenter, keep_largest_components
 
 from . import aha, curves, papillary, volumes
@@ -77,9 +78,15 @@ def segment_cine(
     phases: str = "all",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    ijk_to_ras: np.ndarray | None = None,
 ) -> CineSegmentation:
-    """Contour the cine ``frames[T, K, J, I]`` with the model, phase by phase."""
-    frames = _check_cine(frames)
+    """Contour the cine ``frames[T, K, J, I]`` with the model, phase by phase.
+
+    With ``ijk_to_ras`` the slices are shown to the model in the orientation it was trained on
+    (``orientation.short_axis_view``) and the labels turned back to the stored grid.
+    """
+    view = short_axis_view(ijk_to_ras)
+    frames = view.apply(_check_cine(frames))
     count, slices = frames.shape[:2]
     lv, rv, myo = (segmenter.entry.label_value(name) for name in (LV, RV, MYOCARDIUM))
     preparation = segmenter.prepare(frames)
@@ -103,7 +110,9 @@ def segment_cine(
         for number, phase in enumerate((ed, es)):
             span = (0.6 + 0.2 * number, 0.8 + 0.2 * number)
             labels[phase] = keep_largest_components(segmenter.segment(frames[phase], preparation, progress, cancel, span), [lv, rv, myo])
-    model = {"id": segmenter.entry.id, "version": segmenter.entry.version, "device": segmenter.device}
+    labels = {phase: view.undo(value) for phase, value in labels.items()}
+    model = {"id": segmenter.entry.id, "version": segmenter.entry.version, "device": segmenter.device,
+             "input_orientation": view.describe()}
     return CineSegmentation(labels, model, time.perf_counter() - started, area_curve)
 
 
@@ -255,7 +264,7 @@ def analyse_cine(
     """Segment then measure; returns the results dict and the segmentation it was measured on."""
     options = options or FunctionOptions()
     options.validate()
-    segmentation = segment_cine(frames, segmenter, options.phases, progress, cancel)
+    segmentation = segment_cine(frames, segmenter, options.phases, progress, cancel, ijk_to_ras)
     started = time.perf_counter()
     results = measure_function(frames, segmentation.labels, ijk_to_ras, frame_times_ms, options)
     results["model"] = segmentation.model
