@@ -35,9 +35,10 @@ MID_SLICES_FOR_PHASE_DETECTION = 3
 MIN_PHASES_FOR_RATES = 8
 BASAL_CONVENTION = (
     "from the largest LV cavity toward the base, the first slice whose cavity area is below 50 % of its apical"
-    " neighbour's is outflow tract or atrium and is excluded with every slice beyond it, at every phase; no"
-    " phase counts a slice more basal than end-diastole does (the base descends in systole); the same slices"
-    " count for the RV and the myocardium; apical slices all count; a reader's per-slice choice overrides this"
+    " neighbour's (or, at end-diastole, below 40 % of the largest cavity) is outflow tract or atrium and is"
+    " excluded with every slice beyond it, at every phase; no phase counts a slice more basal than end-diastole"
+    " does (the base descends in systole); the same slices count for the RV and the myocardium; apical slices all"
+    " count; a reader's per-slice choice overrides this"
 )
 
 
@@ -236,7 +237,7 @@ def _slice_inclusion(labels: dict[int, np.ndarray], ijk_to_ras, lv: int, overrid
         if include.shape != (len(areas[largest]),):
             raise InputError(f"slice inclusion needs {len(areas[largest])} values (one per slice), got {include.size}")
         return {p: include.copy() for p in phases}, direction
-    ed_limit = volumes.basal_limit(areas[largest], direction)
+    ed_limit = volumes.basal_limit(areas[largest], direction, volumes.BASAL_FRACTION_OF_LARGEST)
     inclusion = {}
     for p in phases:
         limit = volumes.basal_limit(areas[p], direction)

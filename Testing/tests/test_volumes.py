@@ -101,3 +101,11 @@ def test_basal_rule_keeps_every_slice_the_acdc_experts_labelled(shared_data):
                 assert included[labelled].all(), f"{ed_path.stem} phase {phase}: expert slices excluded"
             checked += 1
     assert checked == 90
+
+
+def test_basal_limit_catches_a_base_that_narrows_in_two_steps():
+    # 4000 → 2200 (55 %: outflow tract) → 1500 (68 % of it, but 37.5 % of the largest: aortic root).
+    areas = np.array([800.0, 2500.0, 3600.0, 4000.0, 2200.0, 1500.0])
+    assert volumes.basal_limit(areas, 1) is None  # no single step halves the cavity
+    assert volumes.basal_limit(areas, 1, of_largest=0.4) == 5
+    assert volumes.basal_limit(areas, 1, of_largest=0.3) is None
