@@ -80,13 +80,13 @@ def test_a_mirrored_and_turned_study_gives_the_same_function(shared_data):
     series = read_image_input(shared_data / "sunnybrook" / "dicoms" / "SCD0000201")
     segmenter = SliceSegmenter.from_registry(ModelRegistry.default(), "sax-fast-unet", TASK, device="cpu")
     options = FunctionOptions(phases="ed-es")
-    as_acquired, labels = analyse_cine(series.frames, series.ijk_to_ras, segmenter, series.frame_times_ms, options)
+    as_acquired, segmentation = analyse_cine(series.frames, series.ijk_to_ras, segmenter, series.frame_times_ms, options)
     frames, matrix = restored(series.frames, series.ijk_to_ras, True, 1)
-    moved, moved_labels = analyse_cine(frames, matrix, segmenter, series.frame_times_ms, options)
+    moved, moved_segmentation = analyse_cine(frames, matrix, segmenter, series.frame_times_ms, options)
     assert as_acquired["model"]["input_orientation"] == "as stored"
     assert moved["model"]["input_orientation"] == "mirrored left-right and turned 90° counter-clockwise"
-    for phase, value in labels.labels.items():
+    for phase, labels in segmentation.labels.items():
         # restored() stored the study as SliceView(True, 1) would show it: undo brings the labels home.
-        assert np.array_equal(SliceView(True, 1).undo(moved_labels.labels[phase]), value)
+        assert np.array_equal(SliceView(True, 1).undo(moved_segmentation.labels[phase]), labels)
     assert moved["lv"]["edv_ml"] == pytest.approx(as_acquired["lv"]["edv_ml"], rel=1e-9)
     assert moved["lv"]["ef_pct"] == pytest.approx(as_acquired["lv"]["ef_pct"], abs=1e-9)
