@@ -1702,7 +1702,7 @@ class CMRAnalysisTest(ScriptedLoadableModuleTest):
     def _addSyntheticCine(phases, slices, thinSectorDeg=None):
         """A short-axis cine of a contracting left ventricle with known volumes, as a sequence with a browser."""
         from CardiacSuiteLib.imagedata import add_to_scene
-        from CardiacSuiteLib.phantoms import beating_heart_cine
+        from CardiacSuiteLib.phantoms.cine import beating_heart_cine
 
         phantom = beating_heart_cine(phases=phases, slices=slices, thin_sector_deg=thinSectorDeg)
         sequence, _browser = add_to_scene(slicer.mrmlScene, phantom.series, "Synthetic cine")

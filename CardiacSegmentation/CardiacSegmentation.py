@@ -581,7 +581,7 @@ class CardiacSegmentationTest(ScriptedLoadableModuleTest):
     # Helpers
 
     def _phantom(self, heart, atlasName):
-        from CardiacSegmentationLib.phantom import ct_phantom_with_coronaries, whole_heart_label_path
+        from CardiacSuiteLib.phantoms.coronary import ct_phantom_with_coronaries, whole_heart_label_path
 
         atlas = whole_heart_label_path(atlasName)
         if not atlas.is_file():

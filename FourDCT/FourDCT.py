@@ -557,7 +557,7 @@ class FourDCTTest(ScriptedLoadableModuleTest):
     Uses ScriptedLoadableModuleTest base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
 
-    The tests use an analytic 4D phantom (FourDCTLib.phantom.make_synthetic_phantom: a contracting, twisting,
+    The tests use an analytic 4D phantom (CardiacSuiteLib.phantoms.ct4d.make_synthetic_phantom: a contracting, twisting,
     translating LV with LA and aorta) with a known truth at every phase, on a coarse grid so they run in seconds.
     """
 
@@ -580,7 +580,7 @@ class FourDCTTest(ScriptedLoadableModuleTest):
     def test_PropagationMatchesPhantom(self):
         """Propagated LV, LA and aorta lie within MSD_LIMIT_MM of the phantom's truth; results are filed."""
         slicer.mrmlScene.Clear()
-        from FourDCTLib import geometry
+        from CardiacSuiteLib import geometry
         from FourDCTLib.metrics import surface_figures
 
         logic = FourDCTLogic()
@@ -645,7 +645,7 @@ class FourDCTTest(ScriptedLoadableModuleTest):
 
         from CardiacSuiteLib import mrml
         from FourDCTLib import scene as fourDScene
-        from FourDCTLib.phantom import make_synthetic_phantom
+        from CardiacSuiteLib.phantoms.ct4d import make_synthetic_phantom
         from FourDCTLib.phases import ArrayPhases
 
         phantom = make_synthetic_phantom(spacing_mm=2.5, phases=phases)

@@ -327,7 +327,7 @@ def demo(args: argparse.Namespace) -> int:
     if args.input:
         args.series = None
         return cmr_function(args)
-    from CardiacSuiteLib.phantoms import beating_heart_cine
+    from CardiacSuiteLib.phantoms.cine import beating_heart_cine
 
     started = time.perf_counter()
     progress = Progress(args.quiet)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Grid, arc_length, resample_polyline, smooth_polyline
+from CardiacSuiteLib.geometry import Grid, arc_length, resample_polyline, smooth_polyline
 
 AORTA, LV = 6, 3
 

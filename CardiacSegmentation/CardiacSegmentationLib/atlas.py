@@ -17,7 +17,7 @@ import numpy as np
 
 from CardiacSuiteLib.errors import InputError
 
-from .geometry import Grid
+from CardiacSuiteLib.geometry import Grid
 
 ATLAS_ENV = "CARDIACSUITE_HEART_ATLAS"
 DEFAULT_ATLAS_NAME = "mmwhs"
@@ -92,7 +92,7 @@ def read_label_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_atlas(atlas: str | os.PathLike | None = None, spacing_mm: float = 1.0, margin_mm: float = 20.0) -> Atlas:
     """The atlas resampled to an isotropic grid and cropped to the heart with a margin."""
-    from .geometry import resample
+    from CardiacSuiteLib.geometry import resample
 
     path = find_atlas(atlas)
     labels, matrix = read_label_file(path)

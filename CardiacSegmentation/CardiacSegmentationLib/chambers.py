@@ -29,7 +29,7 @@ from scipy import ndimage
 from CardiacSuiteLib.errors import InputError
 
 from .atlas import Atlas
-from .geometry import Grid, bounding_box, downsample_blocks, resample
+from CardiacSuiteLib.geometry import Grid, bounding_box, downsample_blocks, resample
 
 LV_MYO, LA, LV, RA, RV, AORTA, PA = 1, 2, 3, 4, 5, 6, 7
 BLOOD_LABELS = (LA, LV, RA, RV, AORTA, PA)

@@ -121,7 +121,7 @@ def _read_path_points(path: str | None) -> dict[str, list[np.ndarray]]:
 
 
 def _input_summary(series, image) -> dict:
-    from .geometry import Grid
+    from CardiacSuiteLib.geometry import Grid
 
     return {
         "source": str(series.source),

@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from CardiacSuiteLib.errors import InputError
 
-from .geometry import Grid, arc_length, downsample_blocks, points_to_polyline_distance, resample_polyline, smooth_polyline
+from CardiacSuiteLib.geometry import Grid, arc_length, downsample_blocks, points_to_polyline_distance, resample_polyline, smooth_polyline
 
 MIN_DIAMETER_MM = 1.5
 
@@ -491,7 +491,7 @@ class CoronaryTracer:
         bright = smooth > self.fat_hu + 0.55 * contrast
         excluded = thick_bright_regions(bright, spacing, 3.5)
         if heart_labels is not None:
-            from .geometry import resample
+            from CardiacSuiteLib.geometry import resample
 
             heart_work = resample(heart_labels[box], roi_grid, work_grid, order=0)
             excluded |= np.isin(heart_work, (2, 3, 4, 5, 6, 7))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .geometry import points_to_polyline_distance, resample_polyline
+from CardiacSuiteLib.geometry import points_to_polyline_distance, resample_polyline
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 
 from CardiacSuiteLib.errors import InputError
 
-from .geometry import Grid
+from CardiacSuiteLib.geometry import Grid
 
 MYOCARDIUM_DENSITY_G_PER_ML = 1.05
 ROLE_CORONARY_SEGMENTATION = "CTCoronarySegmentation"

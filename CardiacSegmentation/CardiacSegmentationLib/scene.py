@@ -82,7 +82,7 @@ def segment_code(segmentation_node, name: str) -> str:
 def add_centerline_curve(scene, name: str, points: np.ndarray, radii: np.ndarray, step_mm: float = 1.0, color=None):
     """A markups curve along a centerline with a per-point "Radius" measurement (mm), as Slicer's centerline
     extraction writes it; control points every ``step_mm`` so the curve follows the vessel closely."""
-    from .geometry import resample_polyline
+    from CardiacSuiteLib.geometry import resample_polyline
 
     points, radii = resample_polyline(np.asarray(points, float), step_mm, np.asarray(radii, float))
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsCurveNode", name)

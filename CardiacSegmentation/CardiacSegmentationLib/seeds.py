@@ -21,7 +21,7 @@ from vtk.util import numpy_support
 import slicer
 from CardiacSuiteLib.errors import InputError
 
-from .geometry import Grid
+from CardiacSuiteLib.geometry import Grid
 
 #: Accepted names per label value (the full segment name, the usual abbreviation, the atlas name).
 STRUCTURE_KEYS = {

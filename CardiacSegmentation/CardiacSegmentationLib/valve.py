@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Grid
+from CardiacSuiteLib.geometry import Grid
 
 LV_MYO, LA, LV, RA, RV, AORTA, PA = 1, 2, 3, 4, 5, 6, 7
 

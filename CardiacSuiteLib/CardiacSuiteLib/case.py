@@ -12,35 +12,26 @@ from typing import Any
 
 import slicer
 
-MODULE_NAME = "CardiacCase"
+from .vocabulary import CASE_MODULE_NAME as MODULE_NAME
+from .vocabulary import MODULE_NAME_ATTRIBUTE, Attribute, Key, Role
 
-
-class Role:
-    """Node-reference roles. Modules add their own; these are the shared ones."""
-
-    CINE = "CineSequence"
-    CINE_BROWSER = "CineBrowser"
-    FUNCTION_SEGMENTATION = "FunctionSegmentationSequence"
-    FUNCTION_SEGMENTATION_BROWSER = "FunctionSegmentationBrowser"
-    FUNCTION_TABLE = "FunctionTable"
-    CT_VOLUME = "CTVolume"
-    CT_SEGMENTATION = "CTSegmentation"
+__all__ = ["MODULE_NAME", "Attribute", "CardiacCase", "Key", "Role"]
 
 
 class CardiacCase:
     """A thin, typed view over the case node; all state lives in the node so it survives save and reload."""
 
     def __init__(self, node: slicer.vtkMRMLScriptedModuleNode):
-        if node.GetAttribute("ModuleName") != MODULE_NAME:
+        if node.GetAttribute(MODULE_NAME_ATTRIBUTE) != MODULE_NAME:
             raise ValueError(f"node '{node.GetName()}' is not a CardiacCase node")
         self.node = node
 
     @classmethod
     def create(cls, scene, name: str, study_uid: str = "", patient_id: str = "") -> CardiacCase:
         node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", name)
-        node.SetAttribute("ModuleName", MODULE_NAME)
-        node.SetParameter("StudyInstanceUID", study_uid)
-        node.SetParameter("PatientID", patient_id)
+        node.SetAttribute(MODULE_NAME_ATTRIBUTE, MODULE_NAME)
+        node.SetParameter(Key.STUDY_INSTANCE_UID, study_uid)
+        node.SetParameter(Key.PATIENT_ID, patient_id)
         return cls(node)
 
     @classmethod
@@ -49,7 +40,7 @@ class CardiacCase:
         found = []
         for index in range(nodes.GetNumberOfItems()):
             node = nodes.GetItemAsObject(index)
-            if node.GetAttribute("ModuleName") == MODULE_NAME:
+            if node.GetAttribute(MODULE_NAME_ATTRIBUTE) == MODULE_NAME:
                 found.append(cls(node))
         return found
 
@@ -65,11 +56,11 @@ class CardiacCase:
 
     @property
     def study_uid(self) -> str:
-        return self.node.GetParameter("StudyInstanceUID") or ""
+        return self.node.GetParameter(Key.STUDY_INSTANCE_UID) or ""
 
     @property
     def patient_id(self) -> str:
-        return self.node.GetParameter("PatientID") or ""
+        return self.node.GetParameter(Key.PATIENT_ID) or ""
 
     def set_reference(self, role: str, node) -> None:
         self.node.SetNodeReferenceID(role, node.GetID() if node is not None else None)

@@ -26,8 +26,10 @@ from typing import Protocol
 
 import numpy as np
 
-from . import geometry, registration
-from .geometry import Box
+from CardiacSuiteLib import geometry
+
+from . import registration
+from CardiacSuiteLib.geometry import Box
 from .registration import RegistrationSettings
 
 STRATEGIES = ("reference", "sequential")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import geometry
+from CardiacSuiteLib import geometry
 
 METHODS = ("demons", "diffeomorphic-demons", "bspline")
 

@@ -21,7 +21,7 @@ import slicer
 from CardiacSuiteLib import mrml
 from CardiacSuiteLib.errors import InputError
 
-from . import geometry
+from CardiacSuiteLib import geometry
 from .phases import PERCENT, PHASE_INDEX_NAME, CallablePhases, PhaseStack
 from .propagation import Propagation, Segment
 

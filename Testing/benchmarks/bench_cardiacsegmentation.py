@@ -31,7 +31,7 @@ sys.path[:0] = [str(REPO / "CardiacSuiteLib"), str(REPO / "CardiacSegmentation")
 
 
 def make_case(folder: Path) -> dict:
-    from CardiacSegmentationLib.phantom import ct_phantom_with_coronaries, embed_in_field_of_view
+    from CardiacSuiteLib.phantoms.coronary import ct_phantom_with_coronaries, embed_in_field_of_view
 
     phantom = ct_phantom_with_coronaries("wh", spacing_mm=None, seed=7, deformation_mm=4.0)
     scan = embed_in_field_of_view(phantom, (300, 512, 512))

@@ -14,6 +14,10 @@ def data_root() -> Path:
     return Path(os.environ.get("CARDIACSUITE_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+# Shipped code finds the test data only through CARDIACSUITE_DATA (never through a checkout's layout).
+os.environ.setdefault("CARDIACSUITE_DATA", str(data_root()))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cardiacsuite_home(tmp_path_factory):
     """Tests never read or write the user's real model cache."""

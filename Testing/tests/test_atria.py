@@ -1,6 +1,6 @@
 """Atrial volumes by area-length from 2- and 4-chamber cines, on a digital phantom (no real long-axis data here).
 
-Every accuracy figure below comes from the phantom of ``CMRAnalysisLib.lax_phantom``: ellipsoidal atria imaged in
+Every accuracy figure below comes from the phantom of ``CardiacSuiteLib.phantoms.long_axis``: ellipsoidal atria imaged in
 two exact planes through their long axes, with blur, shading and Rician noise. Its true volumes are the ellipsoids'
 4/3·π·abc, which the area-length formulas reproduce exactly for the continuous shapes, so any error measured here
 is the contouring's (pixels, blur, noise, valve cut, vein removal), not the formula's.
@@ -22,7 +22,7 @@ import pytest
 from CardiacSuiteLib.errors import InputError, ModelError
 from CardiacSuiteLib.imagedata import ImageSeries
 from CMRAnalysisLib import atria
-from CMRAnalysisLib.lax_phantom import LA, LV, PULMONARY_VEIN, RA, lax_phantom
+from CardiacSuiteLib.phantoms.long_axis import LA, LV, PULMONARY_VEIN, RA, lax_phantom
 
 pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"),

@@ -1,6 +1,6 @@
 """CardiacSegmentation: chambers, aorta, coronary arteries and presets on CT phantoms and the real CT crops.
 
-Phantoms are built here from the real whole-heart label maps (``CardiacSegmentationLib.phantom``); the atlas is
+Phantoms are built here from the real whole-heart label maps (``CardiacSuiteLib.phantoms.coronary``); the atlas is
 always the *other* heart, so the segmentation never sees the shape it is scored against. Grids are coarse
 (1.5–2 mm for chambers, 0.75 mm for coronary arteries) to keep the suite fast; full-resolution figures come
 from ``Testing/validation/run_cardiacseg.py``.
@@ -35,7 +35,7 @@ def _label_map(shared_data, name):
 @pytest.fixture(scope="module")
 def phantoms(request):
     """One deformed 1.5 mm phantom of each heart (built once for the module)."""
-    from CardiacSegmentationLib.phantom import ct_phantom_with_coronaries, whole_heart_label_path
+    from CardiacSuiteLib.phantoms.coronary import ct_phantom_with_coronaries, whole_heart_label_path
 
 
     if not whole_heart_label_path("wh", data_root()).is_file():
@@ -48,7 +48,7 @@ def phantoms(request):
 
 @pytest.fixture(scope="module")
 def coronary_phantom():
-    from CardiacSegmentationLib.phantom import ct_phantom_with_coronaries, whole_heart_label_path
+    from CardiacSuiteLib.phantoms.coronary import ct_phantom_with_coronaries, whole_heart_label_path
 
 
     if not whole_heart_label_path("mmwhs", data_root()).is_file():
@@ -61,8 +61,8 @@ def coronary_phantom():
 
 def test_phantom_coronary_tree_is_drawn_whole(phantoms):
     """Every truth centerline runs inside its drawn lumen, radii stay at or above 0.8 mm, vessels never touch."""
-    from CardiacSegmentationLib.geometry import points_to_polyline_distance
-    from CardiacSegmentationLib.phantom import CORONARY_LABEL
+    from CardiacSuiteLib.geometry import points_to_polyline_distance
+    from CardiacSuiteLib.phantoms.coronary import CORONARY_LABEL
 
     phantom = phantoms["wh"]
     names = {v.name for v in phantom.vessels}
@@ -164,7 +164,7 @@ def test_missing_atlas_is_reported_with_every_place_looked(tmp_path, monkeypatch
 
 
 def test_bad_inputs_are_refused_with_a_reason(phantoms):
-    from CardiacSegmentationLib.phantom import ct_phantom_with_coronaries
+    from CardiacSuiteLib.phantoms.coronary import ct_phantom_with_coronaries
     from CardiacSegmentationLib.pipeline import segment_heart, trace_coronary
 
 
@@ -191,7 +191,7 @@ def coronary_run(coronary_phantom, tmp_path_factory):
     """``cardiacsuite coronary`` on the 0.75 mm phantom, from the two ostia only (run once for the module)."""
     from CardiacSuiteLib.cli import main
 
-    from CardiacSegmentationLib.phantom import write_nifti
+    from CardiacSuiteLib.phantoms.coronary import write_nifti
 
     folder = tmp_path_factory.mktemp("coronary")
     phantom = coronary_phantom
@@ -235,7 +235,7 @@ def test_coronary_trees_from_ostia(coronary_phantom, coronary_run, scene):
 def test_coronary_path_points_force_the_route(coronary_phantom):
     """With points along the LAD, the traced LAD passes through them (within 1 mm) and follows the truth."""
     from CardiacSegmentationLib.coronary import trace_coronaries
-    from CardiacSegmentationLib.geometry import points_to_polyline_distance
+    from CardiacSuiteLib.geometry import points_to_polyline_distance
     from CardiacSegmentationLib.metrics import centerline_overlap
 
     phantom = coronary_phantom
@@ -360,7 +360,7 @@ def test_segmentation_carries_terminology_and_saves(scene, tmp_path):
 def test_ct_segment_command_writes_everything(phantoms, shared_data, tmp_path, capsys):
     from CardiacSuiteLib.cli import main
 
-    from CardiacSegmentationLib.phantom import write_nifti
+    from CardiacSuiteLib.phantoms.coronary import write_nifti
 
     phantom = phantoms["mmwhs"]
     ct = write_nifti(phantom.image, phantom.ijk_to_ras, tmp_path / "ct.nii.gz")
@@ -380,7 +380,7 @@ def test_ct_segment_command_writes_everything(phantoms, shared_data, tmp_path, c
 def test_commands_refuse_bad_input_and_write_nothing(phantoms, tmp_path, capsys):
     from CardiacSuiteLib.cli import main
 
-    from CardiacSegmentationLib.phantom import write_nifti
+    from CardiacSuiteLib.phantoms.coronary import write_nifti
 
     phantom = phantoms["wh"]
     mr_like = write_nifti(np.abs(phantom.image) + 10.0, phantom.ijk_to_ras, tmp_path / "mr.nii.gz")

@@ -20,7 +20,7 @@ from CardiacSuiteLib.case import CardiacCase, Role
 from CardiacSuiteLib.cli import main
 from CardiacSuiteLib.imagedata import ImageSeries
 from CardiacSuiteLib.imageio import write_image, write_seq_nrrd
-from CardiacSuiteLib.phantoms import beating_heart_cine
+from CardiacSuiteLib.phantoms.cine import beating_heart_cine
 from test_dicom import write_cine
 
 REQUIRED_KEYS = [

@@ -17,9 +17,9 @@ import pytest
 
 from CardiacSuiteLib import mrml
 from CardiacSuiteLib.errors import InputError
-from FourDCTLib import geometry
+from CardiacSuiteLib import geometry
 from FourDCTLib.metrics import surface_figures
-from FourDCTLib.phantom import Motion, cycle_amplitude, make_phantom, make_synthetic_phantom, pullback
+from CardiacSuiteLib.phantoms.ct4d import Motion, cycle_amplitude, make_phantom, make_synthetic_phantom, pullback
 from FourDCTLib.phases import ArrayPhases, MemmapPhases, open_4d, read_seq_nrrd_phases, write_seq_nrrd
 from FourDCTLib.propagation import PropagationSettings, Segment, phase_order, propagate
 from FourDCTLib.registration import RegistrationSettings

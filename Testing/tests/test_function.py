@@ -14,7 +14,7 @@ import pytest
 from CardiacSuiteLib import mrml
 from CardiacSuiteLib.case import CardiacCase
 from CardiacSuiteLib.imagedata import add_to_scene
-from CardiacSuiteLib.phantoms import beating_heart_cine
+from CardiacSuiteLib.phantoms.cine import beating_heart_cine
 from CMRAnalysisLib import aha, curves, papillary
 from CMRAnalysisLib.function import FunctionOptions, labels_digest, measure_function
 from CMRAnalysisLib.function_scene import SEGMENT_SPECS, add_function_results, recompute_from_scene

@@ -19,7 +19,7 @@ from CardiacSuiteLib.inference.segment2d import (
     roi_sample_slices,
     square_around,
 )
-from CardiacSuiteLib.phantoms import beating_heart_cine
+from CardiacSuiteLib.phantoms.cine import beating_heart_cine
 
 MODEL_ID = "sax-fast-unet"
 TASK = "cmr-sax-cine"

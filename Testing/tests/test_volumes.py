@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from CardiacSuiteLib.phantoms import beating_heart_cine
+from CardiacSuiteLib.phantoms.cine import beating_heart_cine
 from CMRAnalysisLib import volumes
 
 

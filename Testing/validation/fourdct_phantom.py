@@ -21,7 +21,7 @@ import numpy as np
 
 from CardiacSuiteLib import mrml
 from FourDCTLib.metrics import surface_figures
-from FourDCTLib.phantom import Motion, Phantom4D, make_phantom
+from CardiacSuiteLib.phantoms.ct4d import Motion, Phantom4D, make_phantom
 from FourDCTLib.phases import MemmapPhases, write_seq_nrrd
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ct" / "wholeheart_labels"
@@ -78,7 +78,7 @@ def make(heart: str = "mmwhs", spacing_mm: float | None = None, phases: int = 10
 
 def pad(phantom: Phantom4D, slices: int) -> Phantom4D:
     """The same phantom on a grid with more slices (lung above and below), e.g. 300 for the memory check."""
-    from CardiacSuiteLib.ct_phantom import LabelVolume
+    from CardiacSuiteLib.phantoms.ct_heart import LabelVolume
 
     extra = slices - phantom.shape[0]
     below = extra // 2

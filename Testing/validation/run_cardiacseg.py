@@ -42,7 +42,7 @@ def chambers_and_coronaries(quick: bool) -> dict:
     from CardiacSegmentationLib.chambers import segment_chambers
     from CardiacSegmentationLib.coronary import trace_coronaries
     from CardiacSegmentationLib.metrics import dice, hausdorff95, mean_surface_distance, tree_overlap
-    from CardiacSegmentationLib.phantom import ct_phantom_with_coronaries
+    from CardiacSuiteLib.phantoms.coronary import ct_phantom_with_coronaries
 
     report = {}
     for heart, seed in (("wh", 101), ("mmwhs", 102)):

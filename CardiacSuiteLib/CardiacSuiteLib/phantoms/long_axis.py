@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from CardiacSuiteLib.imagedata import ImageSeries
+from ..imagedata import ImageSeries
 
 AREA_LENGTH_CONSTANT = 8.0 / (3.0 * np.pi)
 
@@ -344,7 +344,7 @@ def lax_phantom(
             frame_times_ms=[p * rr_ms / count for p in range(count)],
             name=f"Phantom {name} cine",
             modality="MR",
-            source="digital phantom (CMRAnalysisLib.lax_phantom)",
+            source="digital phantom (CardiacSuiteLib.phantoms.long_axis)",
             metadata={"PatientID": "PHANTOM", "StudyInstanceUID": "2.25.4242", "SeriesDescription": f"phantom {name}",
                       "NominalInterval": rr_ms, "SliceThickness": thickness_mm},
         )

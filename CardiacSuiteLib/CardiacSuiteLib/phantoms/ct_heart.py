@@ -9,11 +9,17 @@ label map and the deformation field itself.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+from ..errors import InputError
+
+#: Environment variable naming the test-data folder (the one holding ``ct/wholeheart_labels``).
+DATA_ENV = "CARDIACSUITE_DATA"
 
 # MM-WHS label values after remapping to 1–7 (205, 420, 500, 550, 600, 820, 850 in the original).
 WHOLE_HEART_LABELS: dict[int, str] = {
@@ -39,6 +45,21 @@ class LabelVolume:
     @property
     def spacing_mm(self) -> np.ndarray:
         return np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
+
+
+def whole_heart_label_path(name: str, data_root: str | os.PathLike | None = None) -> Path:
+    """``mmwhs`` or ``wh``: one of the two real whole-heart label maps, under ``data_root`` or ``CARDIACSUITE_DATA``.
+
+    The label maps belong to the test data, not to the extension; without either a clear error says where to
+    point.
+    """
+    root = data_root or os.environ.get(DATA_ENV)
+    if not root:
+        raise InputError(
+            f"The CT phantoms are drawn from the whole-heart label maps (ct/wholeheart_labels/{name}.nii.gz of the "
+            f"test data), and no data folder was given: set {DATA_ENV} to the folder that holds ct/."
+        )
+    return Path(root) / "ct" / "wholeheart_labels" / f"{name}.nii.gz"
 
 
 def load_whole_heart_labels(path: str | Path, spacing_mm: float | None = None) -> LabelVolume:

@@ -1,6 +1,6 @@
 """A 4D cardiac CT phantom with analytic motion, built from a real whole-heart label map.
 
-The anatomy is a real manual label map (``ct_phantom.load_whole_heart_labels``). Motion through the cycle is
+The anatomy is a real manual label map (``ct_heart.load_whole_heart_labels``). Motion through the cycle is
 an analytic map, so the true position of every point at every phase is known exactly:
 
 * contraction toward the LV long axis, incompressible in cross-section (the myocardium thickens as the cavity
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from CardiacSuiteLib import ct_phantom
-from CardiacSuiteLib.ct_phantom import LabelVolume
+from . import ct_heart
+from .ct_heart import LabelVolume
 
-from .geometry import Box
+from ..geometry import Box
 
 LV_MYOCARDIUM, LEFT_ATRIUM, LEFT_VENTRICLE, RIGHT_ATRIUM, RIGHT_VENTRICLE, AORTA, PULMONARY_ARTERY = range(1, 8)
 
@@ -235,14 +235,14 @@ def _label_distances(labels: np.ndarray, spacing_kji: np.ndarray, margin_mm: flo
 
 
 def reference_hu(volume: LabelVolume, rng: np.random.Generator, hu: dict[int, float] | None = None) -> np.ndarray:
-    """The noiseless, unblurred HU map of the reference phase (as ``ct_phantom.synthesize_ct`` draws it)."""
-    hu = {**ct_phantom.DEFAULT_HU, **(hu or {})}
+    """The noiseless, unblurred HU map of the reference phase (as ``ct_heart.synthesize_ct`` draws it)."""
+    hu = {**ct_heart.DEFAULT_HU, **(hu or {})}
     labels = volume.labels
     spacing = volume.spacing_mm[::-1]
     distance = ndimage.distance_transform_edt(labels == 0, sampling=spacing)
-    image = np.full(labels.shape, ct_phantom.LUNG_HU, np.float32)
-    image[distance <= 25.0] = ct_phantom.SOFT_TISSUE_HU
-    image[distance <= 4.0] = ct_phantom.FAT_HU
+    image = np.full(labels.shape, ct_heart.LUNG_HU, np.float32)
+    image[distance <= 25.0] = ct_heart.SOFT_TISSUE_HU
+    image[distance <= 4.0] = ct_heart.FAT_HU
     for value, units in hu.items():
         image[labels == value] = units
     shading = ndimage.gaussian_filter(rng.normal(0.0, 1.0, labels.shape).astype(np.float32), 20.0 / spacing)
@@ -318,7 +318,7 @@ class Phantom4D:
             self._hu = reference_hu(self.reference, np.random.default_rng([self.seed, 10_000]))
         motion = self._motion(phase)
         labels = np.zeros(self.shape, np.uint8)
-        hu = np.full(self.shape, ct_phantom.LUNG_HU, np.float32) if image else None
+        hu = np.full(self.shape, ct_heart.LUNG_HU, np.float32) if image else None
         # Beyond 25 mm from the heart the phantom is uniform lung, which no motion changes: only the heart, its
         # surroundings and the largest motion need rendering.
         render = self._render_box()
@@ -343,7 +343,7 @@ class Phantom4D:
                 selected[take] = item.value
                 chunk_labels[inside_box] = selected
             if hu is not None:
-                hu[box] = ndimage.map_coordinates(self._hu, source, order=1, mode="constant", cval=ct_phantom.LUNG_HU)
+                hu[box] = ndimage.map_coordinates(self._hu, source, order=1, mode="constant", cval=ct_heart.LUNG_HU)
         if hu is None:
             return None, labels
         rng = np.random.default_rng([self.seed, phase])
@@ -429,9 +429,9 @@ def make_phantom(
     Phases are evenly spaced over the R-R interval (0 %, 10 %, … for 10 phases); ``margin_mm=None`` keeps the
     whole 512×512 grid (the full-size benchmark). ``spacing_mm=None`` keeps the native 0.49×0.49×0.625 mm.
     """
-    volume = ct_phantom.load_whole_heart_labels(labels_path, spacing_mm)
+    volume = ct_heart.load_whole_heart_labels(labels_path, spacing_mm)
     if margin_mm is not None:
-        volume = ct_phantom.crop_to_labels(volume, margin_mm)
+        volume = ct_heart.crop_to_labels(volume, margin_mm)
     return Phantom4D(
         reference=volume,
         frame=lv_frame(volume),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .imagedata import ImageSeries
+from ..imagedata import ImageSeries
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Cardiac CT phantoms with a coronary tree: known chambers, known centerlines and known radii.
 
-Built on ``CardiacSuiteLib.ct_phantom`` (real whole-heart label maps, HU per structure, fat and lung, blur,
+Built on ``CardiacSuiteLib.phantoms.ct_heart`` (real whole-heart label maps, HU per structure, fat and lung, blur,
 noise, smooth random deformations). The coronary tree is constructed on the (deformed) heart itself, so the
 truth is exact: the left main (LM) leaves the left coronary sinus and divides into the left anterior
 descending artery (LAD, down the anterior interventricular groove to the apex) and the circumflex (LCx,
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from CardiacSuiteLib import ct_phantom
-from CardiacSuiteLib.ct_phantom import LabelVolume
+from . import ct_heart
+from .ct_heart import LabelVolume, whole_heart_label_path
 
-from .geometry import Grid, arc_length, points_to_polyline_distance, resample_polyline, smooth_polyline
+from ..geometry import Grid, arc_length, points_to_polyline_distance, resample_polyline, smooth_polyline
 
 CORONARY_LABEL = 8
 LV_MYO, LA, LV, RA, RV, AORTA, PA = 1, 2, 3, 4, 5, 6, 7
@@ -64,15 +64,6 @@ class CTPhantom:
             if vessel.name == name:
                 return vessel
         raise KeyError(name)
-
-
-# --------------------------------------------------------------------------------------------- label maps
-
-
-def whole_heart_label_path(name: str, data_root: str | os.PathLike | None = None) -> Path:
-    """``mmwhs`` or ``wh``: one of the two real whole-heart label maps (``CARDIACSUITE_DATA`` or ../shared/data)."""
-    root = Path(data_root or os.environ.get("CARDIACSUITE_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
-    return root / "ct" / "wholeheart_labels" / f"{name}.nii.gz"
 
 
 # --------------------------------------------------------------------------------------------- the tree
@@ -251,7 +242,7 @@ def build_coronary_tree(
     """Coronary centerlines and radii on a whole-heart label map (labels 1–7); returns (vessels, ostia)."""
     source = Grid(labels.shape, ijk_to_ras)
     work = source.resampled(1.5)
-    from .geometry import resample
+    from ..geometry import resample
 
     labels1 = resample(labels, source, work, order=0)
     helper = _Helper(labels1, work, wall_mm)
@@ -382,11 +373,11 @@ def smooth_displacement(
     correlation_mm: float = 30.0,
     coarse_mm: float = 4.0,
 ) -> np.ndarray:
-    """``ct_phantom.smooth_random_displacement``'s model (smoothed white noise scaled to a peak magnitude),
+    """``ct_heart.smooth_random_displacement``'s model (smoothed white noise scaled to a peak magnitude),
     drawn on a coarse grid and interpolated: the same kind of field in seconds instead of minutes at 0.5 mm."""
     spacing = np.asarray(spacing_kji, dtype=float)
     coarse_shape = tuple(int(max(np.ceil(n * s / coarse_mm), 4)) for n, s in zip(shape, spacing))
-    coarse = ct_phantom.smooth_random_displacement(coarse_shape, np.full(3, coarse_mm), rng, amplitude_mm, correlation_mm)
+    coarse = ct_heart.smooth_random_displacement(coarse_shape, np.full(3, coarse_mm), rng, amplitude_mm, correlation_mm)
     zoom = [n / c for n, c in zip(shape, coarse_shape)]
     return np.stack([ndimage.zoom(component, zoom, order=1, grid_mode=True, mode="nearest") for component in coarse])
 
@@ -408,30 +399,30 @@ def ct_phantom_with_coronaries(
 
     The label map is resampled to ``spacing_mm`` (None: kept on its own 0.49 × 0.49 × 0.625 mm grid), cropped
     with ``margin_mm`` of surroundings, warped by a smooth random deformation of up to ``deformation_mm``
-    (0: none), given a coronary tree, and turned into HU by ``ct_phantom.synthesize_ct``. Coronary lumen takes
+    (0: none), given a coronary tree, and turned into HU by ``ct_heart.synthesize_ct``. Coronary lumen takes
     the aortic HU (arterial phase). Everything follows from ``seed``.
     """
     rng = np.random.default_rng(seed)
     path = Path(label_path) if label_path else whole_heart_label_path(heart, data_root)
     if not path.is_file():
         raise FileNotFoundError(f"whole-heart label map not found: {path}")
-    volume = ct_phantom.load_whole_heart_labels(path, spacing_mm=spacing_mm)
-    volume = ct_phantom.crop_to_labels(volume, margin_mm=margin_mm)
+    volume = ct_heart.load_whole_heart_labels(path, spacing_mm=spacing_mm)
+    volume = ct_heart.crop_to_labels(volume, margin_mm=margin_mm)
     labels = volume.labels
     if deformation_mm > 0:
         spacing = volume.spacing_mm[::-1]
         if spacing.min() < 1.0:
             field_mm = smooth_displacement(labels.shape, spacing, rng, deformation_mm)
         else:
-            field_mm = ct_phantom.smooth_random_displacement(labels.shape, spacing, rng, deformation_mm)
-        labels = ct_phantom.warp(labels, field_mm, spacing, order=0)
+            field_mm = ct_heart.smooth_random_displacement(labels.shape, spacing, rng, deformation_mm)
+        labels = ct_heart.warp(labels, field_mm, spacing, order=0)
         del field_mm
     vessels, ostia = build_coronary_tree(labels, volume.ijk_to_ras, wall_mm=wall_mm)
     labels = labels.copy()
     render_vessels(labels, volume.ijk_to_ras, vessels)
-    levels = {**ct_phantom.DEFAULT_HU, **(hu or {})}
+    levels = {**ct_heart.DEFAULT_HU, **(hu or {})}
     levels.setdefault(CORONARY_LABEL, levels[AORTA])
-    image = ct_phantom.synthesize_ct(LabelVolume(labels, volume.ijk_to_ras), rng, hu=levels, noise_hu=noise_hu, blur_mm=blur_mm)
+    image = ct_heart.synthesize_ct(LabelVolume(labels, volume.ijk_to_ras), rng, hu=levels, noise_hu=noise_hu, blur_mm=blur_mm)
     return CTPhantom(image, labels, volume.ijk_to_ras, vessels, ostia, heart)
 
 
@@ -444,7 +435,7 @@ def embed_in_field_of_view(phantom: CTPhantom, shape: tuple[int, int, int], seed
     inner = np.array(phantom.image.shape)
     outer = np.maximum(np.array(shape), inner)
     low = (outer - inner) // 2
-    image = (ct_phantom.LUNG_HU + rng.normal(0.0, noise_hu, tuple(outer))).astype(np.float32)
+    image = (ct_heart.LUNG_HU + rng.normal(0.0, noise_hu, tuple(outer))).astype(np.float32)
     labels = np.zeros(tuple(outer), np.uint8)
     box = tuple(slice(a, a + n) for a, n in zip(low, inner))
     image[box] = phantom.image
