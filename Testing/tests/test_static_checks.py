@@ -52,9 +52,13 @@ def python_files(root: Path = REPO_ROOT) -> list[Path]:
 
 
 def lib_python_files(root: Path = REPO_ROOT) -> list[Path]:
-    """Every .py file inside a folder named ``*Lib`` (CardiacSuiteLib and each ``<Module>Lib``), at any depth."""
+    """Every .py file inside a package named ``*Lib`` (CardiacSuiteLib and each ``<Module>Lib``), at any depth.
+
+    The top-level folder is the scripted module's, not a package: ``CardiacSuiteLib/CardiacSuiteUI`` holds the
+    Slicer-side helpers the widgets share and may use Qt.
+    """
     return [
-        path for path in python_files(root) if any(part.endswith("Lib") for part in path.relative_to(root).parts[:-1])
+        path for path in python_files(root) if any(part.endswith("Lib") for part in path.relative_to(root).parts[1:-1])
     ]
 
 
