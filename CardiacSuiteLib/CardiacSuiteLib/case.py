@@ -45,6 +45,12 @@ class CardiacCase:
         return found
 
     @classmethod
+    def first(cls, scene) -> CardiacCase | None:
+        """The scene's first study, the one a module shows before the user picks one."""
+        cases = cls.all(scene)
+        return cases[0] if cases else None
+
+    @classmethod
     def get_or_create(cls, scene, name: str, study_uid: str = "", patient_id: str = "") -> CardiacCase:
         """The case of this study if the scene has one (matched by study UID when known), else a new one."""
         for case in cls.all(scene):
@@ -67,6 +73,17 @@ class CardiacCase:
 
     def reference(self, role: str):
         return self.node.GetNodeReference(role)
+
+    def contents(self) -> list[tuple[str, str]]:
+        """(role, node name) of every node the study references now, in the order the roles were set."""
+        found = []
+        for index in range(self.node.GetNumberOfNodeReferenceRoles()):
+            role = self.node.GetNthNodeReferenceRole(index)
+            for reference in range(self.node.GetNumberOfNodeReferences(role)):
+                node = self.node.GetNthNodeReference(role, reference)
+                if node is not None:
+                    found.append((role, node.GetName()))
+        return found
 
     def set_value(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable value (method choices, summary results) in the node."""

@@ -79,14 +79,14 @@ def run_job(work: Work, cancel_token: CancelToken | None = None, progress: Progr
     """Run ``work`` in a :class:`BackgroundJob` and wait for it, forwarding progress; raise its error."""
     job = BackgroundJob(work, cancel_token).start()
     last = None
-    while not job.wait(poll_s):
+    finished = False
+    while not finished:
+        finished = job.wait(poll_s)
         if progress is not None and job.progress() != last:
             last = job.progress()
             progress(*last)
     if job.error is not None:
         raise job.error
-    if progress is not None:
-        progress(*job.progress())
     return job.result
 
 

@@ -77,3 +77,19 @@ def test_get_or_create_matches_study(scene):
     first = CardiacCase.get_or_create(scene, "a", study_uid="9.9")
     assert CardiacCase.get_or_create(scene, "other name", study_uid="9.9").node is first.node
     assert CardiacCase.get_or_create(scene, "b", study_uid="8.8").node is not first.node
+
+
+def test_case_lists_what_it_references(scene):
+    """The Study section of every module lists a study's references; the first study is the default one."""
+    assert CardiacCase.first(scene) is None
+    case = CardiacCase.create(scene, "Study A")
+    CardiacCase.create(scene, "Study B")
+    assert CardiacCase.first(scene).node.GetID() == case.node.GetID()
+    assert case.contents() == []
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Heart")
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Function")
+    case.set_reference(Role.CT_SEGMENTATION, segmentation)
+    case.set_reference(Role.FUNCTION_TABLE, table)
+    assert case.contents() == [(Role.CT_SEGMENTATION, "Heart"), (Role.FUNCTION_TABLE, "Function")]
+    scene.RemoveNode(segmentation)
+    assert case.contents() == [(Role.FUNCTION_TABLE, "Function")]

@@ -303,10 +303,33 @@ CLASS_BASES = {
 }
 
 
+def shared_face_classes(root: Path = REPO_ROOT) -> dict[str, ast.ClassDef]:
+    """Classes of ``CardiacSuiteLib/CardiacSuiteUI``: bases a module's widget or logic may derive from."""
+    classes = {}
+    for path in sorted((root / LIBRARY / "CardiacSuiteUI").glob("*.py")):
+        classes.update({node.name: node for node in parse_python(path).body if isinstance(node, ast.ClassDef)})
+    return classes
+
+
+def _bases_and_methods(cls: ast.ClassDef, shared: dict[str, ast.ClassDef]) -> tuple[set[str], set[str]]:
+    """Base-class names and method names of ``cls``, following bases defined in the shared face package."""
+    bases, methods = set(), {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
+    for base in cls.bases:
+        name = ast.unparse(base).split(".")[-1]
+        bases.add(name)
+        if name in shared and shared[name] is not cls:
+            inherited_bases, inherited_methods = _bases_and_methods(shared[name], shared)
+            bases |= inherited_bases
+            methods |= inherited_methods
+    return bases, methods
+
+
 def module_class_problems(module_py: Path, module: str) -> list[str]:
-    """The template's five classes, their bases and the widget's lifecycle methods."""
+    """The template's five classes, their bases and the widget's lifecycle methods (inherited ones count when the
+    base is a shared class of CardiacSuiteUI)."""
     tree = parse_python(module_py)
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    shared = shared_face_classes()
     problems = []
     for suffix in ("", "ParameterNode", "Widget", "Logic", "Test"):
         name = module + suffix
@@ -315,14 +338,13 @@ def module_class_problems(module_py: Path, module: str) -> list[str]:
             problems.append(f"{_where(module_py, 1)}: class {name} is missing (the Slicer template has {module},"
                             f" {module}ParameterNode, {module}Widget, {module}Logic and {module}Test)")
             continue
-        bases = {ast.unparse(base).split(".")[-1] for base in cls.bases}
+        bases, methods = _bases_and_methods(cls, shared)
         missing = CLASS_BASES.get(suffix, set()) - bases
         if missing:
             problems.append(f"{_where(module_py, cls.lineno)}: class {name} does not derive from {', '.join(sorted(missing))}")
         if suffix == "ParameterNode" and "parameterNodeWrapper" not in _decorator_names(cls):
             problems.append(f"{_where(module_py, cls.lineno)}: class {name} is not decorated with @parameterNodeWrapper")
         if suffix == "Widget":
-            methods = {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
             for method in WIDGET_METHODS:
                 if method not in methods:
                     problems.append(f"{_where(module_py, cls.lineno)}: {name} lacks the template method {method}()")
