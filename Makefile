@@ -18,7 +18,7 @@ $(STAMP): requirements/lock.txt requirements/constraints.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps myopari==0.1.6
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	# Put the module folders on the path as Slicer does, so each Lib package imports under its own name.
-	$(BIN)/python -c 'import sysconfig, pathlib; root = pathlib.Path.cwd(); mods = ["CardiacSuiteLib", "CMRAnalysis", "CardiacSegmentation", "FourDCT", "StentReconstruction", "SurgicalPlanReport"]; pathlib.Path(sysconfig.get_paths()["purelib"], "cardiacsuite-modules.pth").write_text("".join(f"{root / m}\n" for m in mods))'
+	$(BIN)/python Utilities/extension_modules.py --pth
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import CardiacSuiteError, InputError
+from .inference.backends import DEVICES
 
 # Each module's Lib package that offers commands has a ``cli`` module with ``add_commands(subparsers)``.
 COMMAND_MODULES = [
@@ -138,7 +139,7 @@ def models(args: argparse.Namespace) -> int:
 def add_model_options(command: argparse.ArgumentParser) -> None:
     """The options every AI command shares."""
     command.add_argument("--model", help="model id from 'cardiacsuite models list' (default: the task's default)")
-    command.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    command.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
     command.add_argument("--download", action="store_true", help="allow downloading the model weights if absent")
     command.add_argument("--quiet", action="store_true", help="no progress output")
 

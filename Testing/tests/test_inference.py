@@ -74,13 +74,24 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------------ devices
 
 
-def test_choose_device_here():
-    assert not cuda_available(), "these tests expect a machine without CUDA"
+needs_cuda = pytest.mark.skipif(not cuda_available(), reason="no usable CUDA device on this machine")
+without_cuda = pytest.mark.skipif(cuda_available(), reason="this machine has CUDA; the CUDA tests run instead")
+
+
+@without_cuda
+def test_choose_device_without_cuda():
     assert choose_device("cpu") == "cpu"
     assert choose_device("auto") == "cpu"
     assert choose_device() == "cpu"
-    with pytest.raises(ModelError, match="CUDA was asked for but no CUDA device is usable here; use --device cpu"):
+    with pytest.raises(ModelError, match="CUDA was asked for but no CUDA device is usable here; choose the cpu device"):
         choose_device("cuda")
+
+
+@needs_cuda
+def test_choose_device_with_cuda():
+    assert choose_device("cpu") == "cpu"
+    assert choose_device("auto") == "cuda"
+    assert choose_device("cuda") == "cuda"
 
 
 @pytest.mark.parametrize("requested", ["gpu", "CUDA", "", "cuda:0"])
@@ -132,7 +143,7 @@ def test_torch_backend_with_a_monai_state_dict(tmp_path, tiny_unet):
     network, batch, expected = tiny_unet
     path = tmp_path / "weights.pt"
     torch.save(network.state_dict(), path)
-    backend = create_backend(make_entry(network=UNET), path, "auto")
+    backend = create_backend(make_entry(network=UNET), path, "cpu")
     assert isinstance(backend, TorchBackend) and backend.device == "cpu"
     scores = backend.predict(batch)
     assert scores.shape == (2, 4, 32, 48) and scores.dtype == np.float32
@@ -140,6 +151,18 @@ def test_torch_backend_with_a_monai_state_dict(tmp_path, tiny_unet):
     # A checkpoint that wraps the weights as {"state_dict": ...} loads too.
     torch.save({"state_dict": network.state_dict()}, path)
     np.testing.assert_allclose(TorchBackend(path, make_entry(network=UNET), "cpu").predict(batch), expected, atol=1e-5)
+
+
+@needs_cuda
+def test_torch_backend_on_cuda_matches_the_cpu(tmp_path, tiny_unet):
+    import torch
+
+    network, batch, expected = tiny_unet
+    path = tmp_path / "weights.pt"
+    torch.save(network.state_dict(), path)
+    backend = create_backend(make_entry(network=UNET), path, "auto")
+    assert isinstance(backend, TorchBackend) and backend.device == "cuda"
+    np.testing.assert_allclose(backend.predict(batch), expected, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])

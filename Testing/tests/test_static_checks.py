@@ -30,8 +30,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-MODULES = ("CMRAnalysis", "CardiacSegmentation", "FourDCT", "StentReconstruction", "SurgicalPlanReport")
-LIBRARY = "CardiacSuiteLib"
+sys.path.insert(0, str(REPO_ROOT / "Utilities"))
+import extension_modules  # noqa: E402  (the module list, read from the top-level CMakeLists.txt)
+
+MODULES = tuple(extension_modules.scripted_modules(REPO_ROOT))
+LIBRARY = extension_modules.LIBRARY
 ICON_SIZE = (128, 128)
 REPOSITORY_RAW_URL = "https://raw.githubusercontent.com/CardiacSuite/SlicerCardiacSuite/main/"
 DOCUMENTATION_URL = "https://github.com/CardiacSuite/SlicerCardiacSuite#"
@@ -689,7 +692,7 @@ def icon_paths(root: Path = REPO_ROOT) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------------ requirements
 
-SLICER_PROVIDED = {"numpy", "scipy", "simpleitk", "vtk", "torch"}
+SLICER_PROVIDED = {"numpy", "scipy", "simpleitk", "vtk", "torch", "pillow"}
 
 
 def requirements_problems(requirements: Path, pyproject: Path) -> list[str]:
@@ -717,7 +720,21 @@ def requirements_problems(requirements: Path, pyproject: Path) -> list[str]:
 
 
 def test_expected_modules_are_present():
-    assert set(MODULES) <= set(module_names()), f"modules found: {module_names()}"
+    """The module list is written once, in CMakeLists.txt: every module folder is in it, and nothing else."""
+    assert len(MODULES) >= 5, f"CMakeLists.txt adds only {MODULES}"
+    assert sorted(MODULES) == module_names(), f"CMakeLists.txt adds {MODULES}; module folders: {module_names()}"
+
+
+def test_headless_install_and_path_follow_the_module_list():
+    """setup.py installs every module's Lib package and the Makefile's .pth lists every folder, both from CMake."""
+    packages = extension_modules.lib_packages(REPO_ROOT)
+    assert set(packages) == {LIBRARY, *(f"{module}Lib" for module in MODULES)}
+    assert "extension_modules" in (REPO_ROOT / "setup.py").read_text()
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "Utilities/extension_modules.py --pth" in makefile
+    for module in MODULES:
+        assert module not in makefile and module not in (REPO_ROOT / "pyproject.toml").read_text(), \
+            f"{module} is named outside CMakeLists.txt"
 
 
 def test_every_python_file_compiles():

@@ -40,16 +40,20 @@ def cuda_available() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+#: Devices a user may ask for; ``auto`` takes CUDA when it is usable.
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def choose_device(requested: str = "auto") -> str:
     """``cpu`` or ``cuda``: ``auto`` takes CUDA when present; an explicit ``cuda`` without one is an error."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise ModelError(f"device must be auto, cpu or cuda, not '{requested}'")
+    if requested not in DEVICES:
+        raise ModelError(f"device must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}, not '{requested}'")
     if requested == "cpu":
         return "cpu"
     if cuda_available():
         return "cuda"
     if requested == "cuda":
-        raise ModelError("CUDA was asked for but no CUDA device is usable here; use --device cpu or auto")
+        raise ModelError("CUDA was asked for but no CUDA device is usable here; choose the cpu device (or auto)")
     return "cpu"
 
 
