@@ -173,14 +173,6 @@ def resample(array: np.ndarray, source: Grid, target: Grid, order: int, fill: fl
     ).astype(array.dtype)
 
 
-def downsample_mean(array: np.ndarray, source: Grid, spacing_mm: float) -> tuple[np.ndarray, Grid]:
-    """Anti-aliased resampling of an image to an isotropic grid (Gaussian prefilter, then linear)."""
-    target = source.resampled(spacing_mm)
-    sigma = np.maximum(spacing_mm / source.spacing_kji - 1.0, 0.0) * 0.5
-    smoothed = ndimage.gaussian_filter(array.astype(np.float32), sigma) if np.any(sigma > 0) else array
-    return resample(smoothed.astype(np.float32), source, target, order=1, fill=float(np.min(array))), target
-
-
 def downsample_blocks(array: np.ndarray, source: Grid, spacing_mm: float) -> tuple[np.ndarray, Grid]:
     """Mean over whole blocks of voxels (integer factors, at most ``spacing_mm``), then linear resampling to an
     isotropic ``spacing_mm`` grid: fast anti-aliased downsampling of a large CT."""

@@ -53,10 +53,6 @@ def spacing_from_matrix(ijk_to_ras_matrix: np.ndarray) -> tuple[float, float, fl
     return tuple(float(v) for v in np.linalg.norm(ijk_to_ras_matrix[:3, :3], axis=0))
 
 
-def voxel_volume_ml(ijk_to_ras_matrix: np.ndarray) -> float:
-    return float(abs(np.linalg.det(ijk_to_ras_matrix[:3, :3]))) / 1000.0
-
-
 # ---------------------------------------------------------------------------------------------- volumes
 
 
@@ -148,10 +144,6 @@ def add_browser(scene, master_sequence, name: str):
     browser.SetAndObserveMasterSequenceNodeID(master_sequence.GetID())
     browser.SetSelectedItemNumber(0)  # the Sequences logic observes the browser and creates the proxy nodes
     return browser
-
-
-def sequence_item_arrays(sequence_node) -> list[np.ndarray]:
-    return [array_from_volume(sequence_node.GetNthDataNode(i)) for i in range(sequence_node.GetNumberOfDataNodes())]
 
 
 def sequence_index_values(sequence_node) -> list[float]:
