@@ -7,6 +7,8 @@ the ONNX tests use the real registered model, installed from its Python package 
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ from CardiacSuiteLib.inference.backends import (
 )
 from CardiacSuiteLib.inference.registry import ModelRegistry, parse_entry
 from CardiacSuiteLib.inference.segment2d import Preparation, SliceSegmenter, keep_largest_components
+from CardiacSuiteLib.inference.worker import WorkerBackend, WorkerStartError, use_worker_process
 
 # TorchScript is deprecated in recent torch, but it is a supported model format here; its warnings are expected.
 pytestmark = [
@@ -498,3 +501,63 @@ def test_real_model_on_an_acdc_case(shared_data, real_model, real_backend):
     assert score > 0.90, f"LV Dice {score:.3f}"
     myo = entry.label_value("Left ventricle myocardium")
     assert dice(labels == myo, truth[middle] == myo) > 0.85
+
+
+# ------------------------------------------------------------------------------------------------ worker process
+
+
+@pytest.fixture
+def in_a_worker():
+    use_worker_process(sys.executable)
+    yield
+    use_worker_process(None)
+
+
+def test_worker_process_gives_the_in_process_scores(tmp_path, tiny_unet, in_a_worker):
+    import torch
+
+    network, batch, expected = tiny_unet
+    path = tmp_path / "weights.pt"
+    torch.save(network.state_dict(), path)
+    backend = create_backend(make_entry(network=UNET), path, "cpu")
+    assert isinstance(backend, WorkerBackend) and backend.device == "cpu"
+    np.testing.assert_allclose(backend.predict(batch), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(backend.predict(batch[:1]), expected[:1], rtol=1e-5, atol=1e-5)
+    backend.close()
+    with pytest.raises(ModelError, match="the inference worker stopped during inference"):
+        backend.predict(batch)
+
+
+def test_worker_reports_a_corrupt_model_as_the_model_error(tmp_path, in_a_worker):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"this is not a torch file " * 40)
+    with pytest.raises(ModelError) as raised:
+        create_backend(make_entry(network=UNET), path, "cpu")
+    assert not isinstance(raised.value, WorkerStartError)
+
+
+def test_a_worker_that_cannot_start_falls_back_to_this_process(tmp_path, tiny_unet, caplog):
+    import torch
+
+    network, batch, expected = tiny_unet
+    path = tmp_path / "weights.pt"
+    torch.save(network.state_dict(), path)
+    use_worker_process(str(tmp_path / "no-such-python"))
+    try:
+        backend = create_backend(make_entry(network=UNET), path, "cpu")
+    finally:
+        use_worker_process(None)
+    assert isinstance(backend, TorchBackend)
+    assert "inference runs in this process instead of a worker" in caplog.text
+    np.testing.assert_allclose(backend.predict(batch), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_real_model_segments_alike_in_a_worker(real_model, real_backend, in_a_worker):
+    _, entry, path = real_model
+    rows, cols = np.mgrid[:256, :256]
+    disc = ((rows - 128) ** 2 + (cols - 120) ** 2 < 30**2).astype(np.float32)
+    batch = (0.2 + 0.7 * disc)[np.newaxis, np.newaxis]
+    worker_backend = create_backend(entry, path, "cpu")
+    assert isinstance(worker_backend, WorkerBackend)
+    np.testing.assert_allclose(worker_backend.predict(batch), real_backend.predict(batch), atol=1e-5)
+    worker_backend.close()

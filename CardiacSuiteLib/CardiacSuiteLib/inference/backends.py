@@ -123,10 +123,17 @@ def build_network(spec: dict):
     return factory(**spec.get("args", {}))
 
 
-def create_backend(entry: ModelEntry, path: Path, device: str = "auto") -> Backend:
+def create_backend(entry: ModelEntry, path: Path, device: str = "auto", worker: bool = True) -> Backend:
+    """The backend for ``entry``; in a worker process when one was asked for (``worker.use_worker_process``)."""
     device = choose_device(device)
+    if entry.backend not in ("onnxruntime", "torch"):
+        raise ModelError(f"model '{entry.id}' needs backend '{entry.backend}', which CardiacSuite does not provide")
+    from . import worker as worker_process
+
+    python = worker_process.worker_python() if worker else None
+    if python:
+        return worker_process.start_worker_backend(entry, path, device, python,
+                                                   lambda: create_backend(entry, path, device, worker=False))
     if entry.backend == "onnxruntime":
         return OnnxRuntimeBackend(path, entry, device)
-    if entry.backend == "torch":
-        return TorchBackend(path, entry, device)
-    raise ModelError(f"model '{entry.id}' needs backend '{entry.backend}', which CardiacSuite does not provide")
+    return TorchBackend(path, entry, device)
