@@ -1,13 +1,9 @@
-import logging
-from typing import Annotated, Optional
-
-import vtk
+from typing import Annotated
 
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import (
     Choice,
     parameterNodeWrapper,
@@ -21,12 +17,9 @@ from slicer import (
     vtkMRMLTableNode,
 )
 
-from CardiacSuiteLib.errors import CardiacSuiteError
-
-#: Segmentation modes and presets (CardiacSegmentationLib.presets.PRESETS).
-MODES = ["auto", "semi", "coronary", "valve"]
-#: Attribute value that marks a study's CardiacCase node (CardiacSuiteLib.case.MODULE_NAME).
-CARDIAC_CASE = "CardiacCase"
+from CardiacSegmentationLib.presets import DEFAULT_MODE, MODES, PRESETS
+from CardiacSuiteUI.longwork import LongWork
+from CardiacSuiteUI.study import StudyModuleLogic, StudyModuleWidget
 
 
 #
@@ -79,7 +72,7 @@ class CardiacSegmentationParameterNode:
     The parameters needed by module.
 
     inputVolume - the contrast-enhanced cardiac CT.
-    mode - auto, semi, coronary or valve.
+    mode - a mode or preset of CardiacSegmentationLib.presets (auto, semi, coronary, valve).
     seeds - semi mode: a point list whose point labels name the structures.
     ostia - the coronary ostia, labelled 'left' and 'right'.
     pathPoints - optional points along a coronary vessel, labelled 'left ...' or 'right ...'.
@@ -91,7 +84,7 @@ class CardiacSegmentationParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
-    mode: Annotated[str, Choice(MODES)] = "auto"
+    mode: Annotated[str, Choice(list(MODES))] = DEFAULT_MODE
     seeds: vtkMRMLMarkupsFiducialNode
     ostia: vtkMRMLMarkupsFiducialNode
     pathPoints: vtkMRMLMarkupsFiducialNode
@@ -103,115 +96,165 @@ class CardiacSegmentationParameterNode:
 
 
 #
+# CardiacSegmentationLogic
+#
+
+
+class CardiacSegmentationLogic(StudyModuleLogic):
+    """The Slicer side of CardiacSegmentationLib.pipeline, the workflow the ``cardiacsuite`` command line runs too.
+
+    Reading inputs and adding results touch the scene (GUI thread); ``computeRun`` and ``computeTracing`` do
+    not, so a widget runs them in a worker. ``segmentHeart`` and ``traceCoronaries`` do all three in a row, for
+    the Python console and the self-test.
+    """
+
+    parameterNodeClass = CardiacSegmentationParameterNode
+
+    def __init__(self) -> None:
+        StudyModuleLogic.__init__(self)
+        self._coronary = None  # (CoronaryOutput, segmentation node, {branch name: curve node}) of the last tracing
+
+    @staticmethod
+    def describeMode(mode: str) -> str:
+        preset = PRESETS.get(mode)
+        return preset.description() if preset else ""
+
+    @staticmethod
+    def readInputs(volumeNode, mode: str = DEFAULT_MODE, seedsNode=None, ostiaNode=None, pathPointsNode=None,
+                   atlasPath: str = "", heartSegmentation=None):
+        """The run's inputs, read from the nodes (GUI thread)."""
+        from CardiacSegmentationLib.pipeline import request_from_nodes
+
+        return request_from_nodes(volumeNode, mode, seedsNode, ostiaNode, pathPointsNode, atlasPath, heartSegmentation)
+
+    @staticmethod
+    def computeRun(request, progress=None, cancel=None):
+        """The chosen mode on the inputs (no scene access: safe in a worker thread)."""
+        from CardiacSegmentationLib.pipeline import run_segmentation
+
+        return run_segmentation(request, progress, cancel)
+
+    @staticmethod
+    def computeTracing(request, progress=None, cancel=None):
+        """The coronary trees from the inputs' ostia (no scene access: safe in a worker thread)."""
+        from CardiacSegmentationLib.pipeline import SegmentationRun, run_coronary_tracing
+
+        return SegmentationRun(None, run_coronary_tracing(request, progress, cancel))
+
+    def addRunToScene(self, run, volumeNode, caseNode=None):
+        """The run's nodes, filed under the study (the volume's own when none is given), shown in 3D."""
+        from CardiacSegmentationLib.pipeline import add_run_to_scene, study_case
+
+        case = study_case(slicer.mrmlScene, volumeNode, caseNode)
+        name = volumeNode.GetName()
+        outputs = add_run_to_scene(slicer.mrmlScene, run, volumeNode, case, f"{name} heart", f"{name} coronary arteries")
+        for segmentation in (outputs.segmentation, outputs.coronary_segmentation):
+            if segmentation is not None:
+                segmentation.CreateClosedSurfaceRepresentation()
+        if run.coronary is not None:
+            curves = {curve.GetName(): curve for curve in outputs.coronary_curves}
+            self._coronary = (run.coronary, outputs.coronary_segmentation, curves)
+        return outputs
+
+    def segmentHeart(self, volumeNode, mode=DEFAULT_MODE, seedsNode=None, ostiaNode=None, pathPointsNode=None,
+                     atlasPath="", caseNode=None, progress=None):
+        """Run a mode on a CT volume node; returns the nodes it added (``SceneOutputs``) with a one-line summary."""
+        request = self.readInputs(volumeNode, mode, seedsNode, ostiaNode, pathPointsNode, atlasPath)
+        return self.addRunToScene(self.computeRun(request, progress), volumeNode, caseNode)
+
+    def traceCoronaries(self, volumeNode, ostiaNode, pathPointsNode=None, heartSegmentation=None, caseNode=None,
+                        progress=None):
+        """Trace the coronary trees from the ostia point list; returns the nodes it added with a summary."""
+        request = self.readInputs(volumeNode, DEFAULT_MODE, None, ostiaNode, pathPointsNode,
+                                  heartSegmentation=heartSegmentation)
+        return self.addRunToScene(self.computeTracing(request, progress), volumeNode, caseNode)
+
+    def coronaryBranches(self) -> list:
+        """(name, accepted, description) of every traced branch of the last tracing."""
+        from CardiacSegmentationLib.pipeline import branch_rows
+
+        return branch_rows(self._coronary[0]) if self._coronary is not None else []
+
+    def setBranchAccepted(self, name: str, accepted: bool) -> None:
+        """Accept or reject a traced branch: its lumen and its centerline join or leave the results."""
+        from CardiacSegmentationLib.pipeline import set_branch_accepted
+
+        if self._coronary is not None:
+            set_branch_accepted(*self._coronary, name, accepted)
+
+    def forgetCoronary(self) -> None:
+        self._coronary = None
+
+
+#
 # CardiacSegmentationWidget
 #
 
 
-class CardiacSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class CardiacSegmentationWidget(StudyModuleWidget):
     """Uses ScriptedLoadableModuleWidget base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
     """
 
+    logicClass = CardiacSegmentationLogic
+    uiFile = "UI/CardiacSegmentation.ui"
+
     def __init__(self, parent=None) -> None:
-        """Called when the user opens the module the first time and the widget is initialized."""
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)  # needed for parameter node observation
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._busy = False
+        StudyModuleWidget.__init__(self, parent)
+        self._work = None
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
-        ScriptedLoadableModuleWidget.setup(self)
-
-        # Load widget from .ui file (created by Qt Designer).
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CardiacSegmentation.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-
-        # Only CardiacCase nodes are studies; other scripted module nodes (parameter nodes) are not offered.
-        self.ui.cardiacCaseSelector.addAttribute("vtkMRMLScriptedModuleNode", "ModuleName", CARDIAC_CASE)
-
-        # Set scene in MRML widgets. The .ui connects the top-level widget's "mrmlSceneChanged(vtkMRMLScene*)"
-        # signal to each MRML widget's "setMRMLScene(vtkMRMLScene*)" slot.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = CardiacSegmentationLogic()
-        self.ui.progressBar.visible = False
-
-        # These connections ensure that we update parameter node when scene is closed
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
+        StudyModuleWidget.setup(self)
+        self._work = LongWork(
+            _("Cardiac Segmentation"), self.ui.progressBar, self.ui.cancelButton, self.ui.statusLabel,
+            lockedWidgets=[self.ui.inputsCollapsibleButton, self.ui.branchList], onStateChanged=self._checkCanApply,
+        )
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.traceButton.connect("clicked(bool)", self.onTraceButton)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditorButton)
         self.ui.branchList.connect("itemChanged(QListWidgetItem*)", self.onBranchItemChanged)
-
-        # Make sure parameter node is initialized (needed for module reload)
-        self.initializeParameterNode()
+        self._checkCanApply()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self.removeObservers()
-
-    def enter(self) -> None:
-        """Called each time the user opens this module."""
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Called each time the user opens a different module."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        if self._work is not None:
+            self._work.stop()
+        StudyModuleWidget.cleanup(self)
 
     def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed."""
-        self.setParameterNode(None)
+        """Called just before the scene is closed: a running job's result has nowhere to go."""
+        if self._work is not None:
+            self._work.discard()
+        StudyModuleWidget.onSceneStartClose(self, caller, event)
         self.logic.forgetCoronary()
 
-    def onSceneEndClose(self, caller, event) -> None:
-        """Called just after the scene is closed."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
     def initializeParameterNode(self) -> None:
-        """Ensure parameter node exists and observed."""
-        self.setParameterNode(self.logic.getParameterNode())
+        """Ensure parameter node exists and observed; offer the first CT volume and study."""
+        StudyModuleWidget.initializeParameterNode(self)
         if not self._parameterNode.inputVolume:
             firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolume:
                 self._parameterNode.inputVolume = firstVolume
-        if not self._parameterNode.cardiacCase:
-            self._parameterNode.cardiacCase = self.logic.defaultCase()
-
-    def setParameterNode(self, inputParameterNode: Optional[CardiacSegmentationParameterNode]) -> None:
-        """Set and observe parameter node; the GUI follows it."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         """Enable the buttons whose inputs are there; describe the chosen mode; keep the results view in sync."""
+        from CardiacSegmentationLib.presets import get_preset
+
         parameterNode = self._parameterNode
+        running = self._work is not None and self._work.running
         self.ui.resultsTableView.setMRMLTableNode(parameterNode.measurementsTable if parameterNode else None)
-        self.ui.segmentEditorButton.enabled = bool(parameterNode and parameterNode.outputSegmentation)
+        self.ui.segmentEditorButton.enabled = bool(parameterNode and parameterNode.outputSegmentation) and not running
         if parameterNode:
             self.ui.presetInfoLabel.text = self.logic.describeMode(parameterNode.mode)
-        if self._busy or not parameterNode or not parameterNode.inputVolume:
+        if running or not parameterNode or not parameterNode.inputVolume:
             self.ui.applyButton.enabled = False
             self.ui.traceButton.enabled = False
-            self.ui.applyButton.toolTip = _("Select a CT volume") if not self._busy else _("Running...")
+            self.ui.applyButton.toolTip = _("Running...") if running else _("Select a CT volume")
             return
-        needsSeeds = parameterNode.mode == "semi" and not parameterNode.seeds
-        needsOstia = parameterNode.mode == "coronary" and not parameterNode.ostia
+        preset = get_preset(parameterNode.mode)
+        needsSeeds = preset.needs_seeds and not parameterNode.seeds
+        needsOstia = preset.needs_ostia and not parameterNode.ostia
         self.ui.applyButton.enabled = not needsSeeds and not needsOstia
         self.ui.applyButton.toolTip = (
             _("The semi-automatic mode needs a seed point list") if needsSeeds
@@ -227,74 +270,47 @@ class CardiacSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     def onApplyButton(self) -> None:
         """Segment the heart with the chosen mode (semi: re-grows from the current seeds)."""
-        parameterNode = self._parameterNode
+        p = self._parameterNode
         self._run(
-            _("Heart segmentation failed."),
-            lambda: self.logic.segmentHeart(
-                parameterNode.inputVolume,
-                parameterNode.mode,
-                seedsNode=parameterNode.seeds,
-                ostiaNode=parameterNode.ostia,
-                pathPointsNode=parameterNode.pathPoints,
-                atlasPath=parameterNode.atlasPath,
-                caseNode=parameterNode.cardiacCase,
-                progress=self.onProgress,
-            ),
+            lambda: self.logic.readInputs(p.inputVolume, p.mode, p.seeds, p.ostia, p.pathPoints, p.atlasPath),
+            self.logic.computeRun, _("Segmenting the heart..."), _("Heart segmentation failed."),
         )
 
     def onTraceButton(self) -> None:
-        parameterNode = self._parameterNode
+        p = self._parameterNode
         self._run(
-            _("Coronary tracing failed."),
-            lambda: self.logic.traceCoronaries(
-                parameterNode.inputVolume,
-                parameterNode.ostia,
-                pathPointsNode=parameterNode.pathPoints,
-                heartSegmentation=parameterNode.outputSegmentation,
-                caseNode=parameterNode.cardiacCase,
-                progress=self.onProgress,
-            ),
+            lambda: self.logic.readInputs(p.inputVolume, DEFAULT_MODE, None, p.ostia, p.pathPoints,
+                                          heartSegmentation=p.outputSegmentation),
+            self.logic.computeTracing, _("Tracing the coronary arteries..."), _("Coronary tracing failed."),
         )
 
-    def _run(self, failure: str, job) -> None:
-        if self._busy:
+    def _run(self, readInputs, compute, message: str, failureMessage: str) -> None:
+        """Read the inputs here, compute in a worker (progress, cancel), add the results here when it ends well."""
+        if self._work.running:
             return
-        self._busy = True
-        self._checkCanApply()
-        self.ui.progressBar.visible = True
-        self.ui.statusLabel.text = ""
-        try:
-            with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-                try:
-                    outputs = job()
-                except CardiacSuiteError as error:
-                    self.ui.statusLabel.text = str(error)
-                    slicer.util.errorDisplay(str(error), windowTitle=_("Cardiac Segmentation"))
-                    return
-                self._showOutputs(outputs)
-        finally:
-            self._busy = False
-            self.ui.progressBar.visible = False
-            self._checkCanApply()
+        volumeNode, caseNode = self._parameterNode.inputVolume, self._parameterNode.cardiacCase
+        request = self._work.runOnGuiThread(_("Reading the inputs..."), readInputs)
+        if request is None:
+            return
+        self._work.start(
+            lambda progress, cancel: compute(request, progress, cancel),
+            lambda run: self._showOutputs(self.logic.addRunToScene(run, volumeNode, caseNode)),
+            message=message, failureMessage=failureMessage,
+        )
 
-    def onProgress(self, fraction: float, message: str) -> None:
-        self.ui.progressBar.value = int(round(100.0 * min(max(fraction, 0.0), 1.0)))
-        self.ui.progressBar.format = "%p%  " + message.replace("%", "%%")
-        slicer.app.processEvents()
-
-    def _showOutputs(self, outputs: dict) -> None:
+    def _showOutputs(self, outputs) -> None:
         parameterNode = self._parameterNode
-        if outputs.get("segmentation") is not None:
-            parameterNode.outputSegmentation = outputs["segmentation"]
-        if outputs.get("coronarySegmentation") is not None:
-            parameterNode.coronarySegmentation = outputs["coronarySegmentation"]
-        if outputs.get("table") is not None:
-            parameterNode.measurementsTable = outputs["table"]
-        if outputs.get("case") is not None:
-            parameterNode.cardiacCase = outputs["case"]
+        if outputs.segmentation is not None:
+            parameterNode.outputSegmentation = outputs.segmentation
+        if outputs.coronary_segmentation is not None:
+            parameterNode.coronarySegmentation = outputs.coronary_segmentation
+        table = outputs.table if outputs.table is not None else outputs.coronary_table
+        if table is not None:
+            parameterNode.measurementsTable = table
+        if outputs.case is not None:
+            parameterNode.cardiacCase = outputs.case.node
         self._fillBranchList()
-        self.ui.statusLabel.text = outputs.get("summary", "")
-        logging.info(f"Cardiac Segmentation: {self.ui.statusLabel.text}")
+        self._work.setStatus(outputs.summary)
 
     def _fillBranchList(self) -> None:
         import qt
@@ -312,8 +328,7 @@ class CardiacSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def onBranchItemChanged(self, item) -> None:
         import qt
 
-        name = item.data(qt.Qt.UserRole)
-        self.logic.setBranchAccepted(name, item.checkState() == qt.Qt.Checked)
+        self.logic.setBranchAccepted(item.data(qt.Qt.UserRole), item.checkState() == qt.Qt.Checked)
 
     def onSegmentEditorButton(self) -> None:
         """Open the heart segmentation in the Segment Editor for manual refinement."""
@@ -328,176 +343,6 @@ class CardiacSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
 
 #
-# CardiacSegmentationLogic
-#
-
-
-class CardiacSegmentationLogic(ScriptedLoadableModuleLogic):
-    """This class should implement all the actual computation done by your module.  The interface
-    should be such that other python code can import this class and make use of the functionality without
-    requiring an instance of the Widget.
-    Uses ScriptedLoadableModuleLogic base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-
-    The computation is in CardiacSegmentationLib (pipeline.py); this class passes it the scene and the nodes.
-    """
-
-    def __init__(self) -> None:
-        """Called when the logic class is instantiated. Can be used for initializing member variables."""
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._coronary = None  # (CoronaryOutput, segmentation node, {branch name: curve node})
-
-    def getParameterNode(self):
-        return CardiacSegmentationParameterNode(super().getParameterNode())
-
-    @staticmethod
-    def describeMode(mode: str) -> str:
-        from CardiacSegmentationLib.presets import PRESETS
-
-        preset = PRESETS.get(mode)
-        if preset is None:
-            return ""
-        return preset.title + ". " + _("Prepares: ") + "; ".join(preset.measurements) + "."
-
-    @staticmethod
-    def defaultCase():
-        """The first study (CardiacCase node) in the scene, or None."""
-        from CardiacSuiteLib.case import CardiacCase
-
-        cases = CardiacCase.all(slicer.mrmlScene)
-        return cases[0].node if cases else None
-
-    @staticmethod
-    def _case(caseNode, volumeNode):
-        from CardiacSuiteLib.case import CardiacCase
-
-        if caseNode is not None:
-            return CardiacCase(caseNode)
-        return CardiacCase.get_or_create(slicer.mrmlScene, f"{volumeNode.GetName()} study")
-
-    @staticmethod
-    def _imageOf(volumeNode):
-        from CardiacSuiteLib import mrml
-
-        return mrml.array_from_volume(volumeNode), mrml.ijk_to_ras(volumeNode)
-
-    @staticmethod
-    def seedsFromMarkups(seedsNode) -> dict:
-        """Structure label value -> seed points (RAS mm), from point labels (LV, LA, RV, RA, Myo, Ao, PA, Background)."""
-        from CardiacSegmentationLib.seeds import structure_value
-
-        seeds = {}
-        for index in range(seedsNode.GetNumberOfControlPoints()):
-            label = seedsNode.GetNthControlPointLabel(index).rstrip("-0123456789 ")
-            seeds.setdefault(structure_value(label), []).append(seedsNode.GetNthControlPointPositionWorld(index))
-        return seeds
-
-    @staticmethod
-    def pointsBySide(node) -> dict:
-        """'left'/'right' -> list of points, from point labels that start with left/L or right/R."""
-        sides = {}
-        if node is None:
-            return sides
-        for index in range(node.GetNumberOfControlPoints()):
-            label = node.GetNthControlPointLabel(index).strip().lower()
-            side = "left" if label.startswith(("left", "l")) else "right" if label.startswith(("right", "r")) else None
-            if side is None:
-                raise CardiacSuiteError(
-                    _("Point '{label}' of '{node}' is neither 'left' nor 'right'.").format(label=label, node=node.GetName())
-                )
-            sides.setdefault(side, []).append(node.GetNthControlPointPositionWorld(index))
-        return sides
-
-    def segmentHeart(self, volumeNode, mode="auto", seedsNode=None, ostiaNode=None, pathPointsNode=None,
-                     atlasPath="", caseNode=None, progress=None) -> dict:
-        """Run a mode on a CT volume node; returns the new nodes and a one-line summary."""
-        from CardiacSegmentationLib.pipeline import add_heart_to_scene, segment_heart
-
-        image, ijkToRas = self._imageOf(volumeNode)
-        seeds = self.seedsFromMarkups(seedsNode) if (mode == "semi" and seedsNode is not None) else None
-        heart = segment_heart(image, ijkToRas, mode, seeds=seeds, atlas_path=atlasPath or None, progress=progress)
-        case = self._case(caseNode, volumeNode)
-        segmentation, table = add_heart_to_scene(slicer.mrmlScene, heart, volumeNode, case, name=f"{volumeNode.GetName()} heart")
-        segmentation.CreateClosedSurfaceRepresentation()
-        outputs = {"segmentation": segmentation, "table": table, "case": case.node, "results": heart.results}
-        volumes = heart.results["structures"]
-        outputs["summary"] = _("LV {lv:.0f} ml, RV {rv:.0f} ml, LV myocardium {mass:.0f} g ({seconds:.0f} s).").format(
-            lv=volumes["Left ventricle"]["volume_ml"], rv=volumes["Right ventricle"]["volume_ml"],
-            mass=heart.results["lv_myocardial_mass_g"], seconds=heart.results["timing_s"],
-        )
-        if mode == "coronary":
-            coronary = self.traceCoronaries(volumeNode, ostiaNode, pathPointsNode, segmentation, case.node, progress)
-            outputs.update({k: v for k, v in coronary.items() if k in ("coronarySegmentation",)})
-            outputs["summary"] += " " + coronary["summary"]
-        return outputs
-
-    def traceCoronaries(self, volumeNode, ostiaNode, pathPointsNode=None, heartSegmentation=None, caseNode=None,
-                        progress=None) -> dict:
-        """Trace the coronary trees from the ostia point list; returns the new nodes and a summary."""
-        from CardiacSuiteLib import mrml
-        from CardiacSegmentationLib.pipeline import add_coronary_to_scene, trace_coronary
-        from CardiacSegmentationLib.scene import HEART_STRUCTURES
-
-        image, ijkToRas = self._imageOf(volumeNode)
-        ostia = {side: points[0] for side, points in self.pointsBySide(ostiaNode).items()}
-        pathPoints = self.pointsBySide(pathPointsNode)
-        heartLabels = None
-        if heartSegmentation is not None:
-            heartLabels = mrml.labelmap_from_segmentation(
-                heartSegmentation, volumeNode, {s.name: s.value for s in HEART_STRUCTURES}
-            )
-        output = trace_coronary(image, ijkToRas, ostia, pathPoints, heart_labels=heartLabels, progress=progress)
-        case = self._case(caseNode, volumeNode)
-        segmentation, curves, _points, table = add_coronary_to_scene(
-            slicer.mrmlScene, output, volumeNode, case, name=f"{volumeNode.GetName()} coronary arteries"
-        )
-        segmentation.CreateClosedSurfaceRepresentation()
-        self._coronary = (output, segmentation, {curve.GetName(): curve for curve in curves})
-        named = [name for name in output.results["vessels"] if "branch" not in name]
-        summary = _("Traced {count} vessels ({named}) in {seconds:.0f} s.").format(
-            count=len(output.results["vessels"]), named=", ".join(named) or "-", seconds=output.result.timings_s["total"]
-        )
-        return {"coronarySegmentation": segmentation, "table": table, "case": case.node, "summary": summary}
-
-    def coronaryBranches(self) -> list:
-        """(name, accepted, description) of every traced branch of the last tracing."""
-        if self._coronary is None:
-            return []
-        output = self._coronary[0]
-        rows = []
-        for tree in output.result.trees.values():
-            for branch in tree.branches:
-                m = branch.measurements()
-                rows.append((branch.name, branch.accepted, f"{m['length_mm']:.0f} mm, mean {m['mean_lumen_diameter_mm']:.1f} mm"))
-        return rows
-
-    def setBranchAccepted(self, name: str, accepted: bool) -> None:
-        """Accept or reject a traced branch: its lumen and its centerline join or leave the results."""
-        from CardiacSuiteLib import mrml
-        from CardiacSegmentationLib.coronary import render_trees
-        from CardiacSegmentationLib.scene import CORONARY_STRUCTURES
-
-        if self._coronary is None:
-            return
-        output, segmentation, curves = self._coronary
-        for tree in output.result.trees.values():
-            for branch in tree.branches:
-                if branch.name == name:
-                    branch.accepted = accepted
-        labels = render_trees(output.result.trees, output.result.grid)
-        mrml.fill_segmentation_from_labelmap(
-            segmentation, labels, output.result.grid.ijk_to_ras,
-            [mrml.SegmentSpec(s.value, s.name, s.color) for s in CORONARY_STRUCTURES],
-        )
-        if name in curves and curves[name].GetDisplayNode() is not None:
-            curves[name].GetDisplayNode().SetVisibility(accepted)
-        output.results["vessels"][name]["accepted"] = accepted
-
-    def forgetCoronary(self) -> None:
-        self._coronary = None
-
-
-#
 # CardiacSegmentationTest
 #
 
@@ -508,7 +353,7 @@ class CardiacSegmentationTest(ScriptedLoadableModuleTest):
     Uses ScriptedLoadableModuleTest base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
 
-    The tests build a CT phantom from the whole-heart label maps (CARDIACSUITE_DATA or ../shared/data); they skip
+    The tests build a CT phantom from the whole-heart label maps of the test data (CARDIACSUITE_DATA); they skip
     with the reason when those are not found.
     """
 
@@ -545,24 +390,29 @@ class CardiacSegmentationTest(ScriptedLoadableModuleTest):
     def test_AutomaticChambersOnPhantom(self):
         """The automatic mode on a 1.5 mm phantom of one heart with the other heart as atlas: Dice >= 0.85."""
         slicer.mrmlScene.Clear()
-        phantom, atlas = self._phantom("mmwhs", "wh")
+        from CardiacSuiteLib.phantoms.ct_heart import WHOLE_HEART_NAMES
+
+        phantom, atlas = self._phantom(*WHOLE_HEART_NAMES)
         volume = self._addVolume(phantom)
         logic = CardiacSegmentationLogic()
-        outputs = logic.segmentHeart(volume, "auto", atlasPath=atlas)
-        labels = self._labels(outputs["segmentation"], volume)
+        outputs = logic.segmentHeart(volume, DEFAULT_MODE, atlasPath=atlas)
+        labels = self._labels(outputs.segmentation, volume)
         for value in range(1, 8):
             score = self._dice(labels == value, phantom.labels == value)
             self.assertGreaterEqual(score, 0.85, f"structure {value}: Dice {score:.3f}")
-        self.assertIsNotNone(outputs["table"])
+        self.assertIsNotNone(outputs.table)
         self.delayDisplay("Automatic chambers agree with the phantom")
 
     def test_SeedsGrowStructures(self):
         """Seeds inside each structure grow (grow-from-seeds) to a segmentation that overlaps the truth."""
         slicer.mrmlScene.Clear()
         import numpy as np
+        import vtk
         from scipy import ndimage
 
-        phantom, _atlas = self._phantom("wh", "mmwhs")
+        from CardiacSuiteLib.phantoms.ct_heart import WHOLE_HEART_NAMES
+
+        phantom, _atlas = self._phantom(*reversed(WHOLE_HEART_NAMES))
         volume = self._addVolume(phantom)
         seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
         names = {1: "Myo", 2: "LA", 3: "LV", 4: "RA", 5: "RV", 6: "Ao", 7: "PA"}
@@ -572,8 +422,9 @@ class CardiacSegmentationTest(ScriptedLoadableModuleTest):
             for index in inner[rng.choice(len(inner), 4, replace=False)]:
                 position = phantom.grid.kji_to_ras(index)[0]
                 seeds.SetNthControlPointLabel(seeds.AddControlPointWorld(vtk.vtkVector3d(*position)), name)
-        outputs = CardiacSegmentationLogic().segmentHeart(volume, "semi", seedsNode=seeds)
-        labels = self._labels(outputs["segmentation"], volume)
+        semi = next(mode for mode in MODES if PRESETS[mode].needs_seeds)
+        outputs = CardiacSegmentationLogic().segmentHeart(volume, semi, seedsNode=seeds)
+        labels = self._labels(outputs.segmentation, volume)
         for value in (1, 6, 7):
             self.assertGreaterEqual(self._dice(labels == value, phantom.labels == value), 0.8)
         self.delayDisplay("Grow from seeds segmented the phantom")
@@ -581,9 +432,13 @@ class CardiacSegmentationTest(ScriptedLoadableModuleTest):
     # Helpers
 
     def _phantom(self, heart, atlasName):
+        from CardiacSuiteLib.errors import InputError
         from CardiacSuiteLib.phantoms.coronary import ct_phantom_with_coronaries, whole_heart_label_path
 
-        atlas = whole_heart_label_path(atlasName)
+        try:
+            atlas = whole_heart_label_path(atlasName)
+        except InputError as error:  # no test data folder given
+            self.skipTest(str(error))
         if not atlas.is_file():
             self.skipTest(f"whole-heart label maps not found at {atlas.parent} (set CARDIACSUITE_DATA)")
         phantom = ct_phantom_with_coronaries(heart, spacing_mm=1.5, seed=3, deformation_mm=4.0)

@@ -68,6 +68,30 @@ class _Sampler:
         inside = np.all((kji > -0.5) & (kji < np.array(self.image.shape)[:, None] - 0.5), axis=0).reshape(a.shape)
         return values, labels, inside, u, v, n
 
+    def inscribed_circle(
+        self, point: np.ndarray, heading: np.ndarray, radius: float, wall_threshold_hu: float,
+        lumen_threshold_hu: float, min_enhanced: float,
+    ) -> tuple[float, np.ndarray]:
+        """The aorta's outer section perpendicular to ``heading``: radius (mm) and centre (RAS) of the largest
+        circle inscribed in tissue denser than the wall threshold within half a radius of ``point``.
+
+        The radius is 0 when the circle's neighbourhood holds no enhanced blood (soft tissue, not the aorta).
+        """
+        pixel = self.pixel
+        values, section_labels, inside, u, v, n = self.section(point, heading, radius + 15.0)
+        others = (section_labels > 0) & (section_labels != AORTA)
+        tissue = ndimage.binary_fill_holes((values > wall_threshold_hu) & ~others & inside)
+        depth = ndimage.distance_transform_edt(tissue) * pixel
+        yy, xx = np.indices(depth.shape)
+        near = np.hypot(yy - n, xx - n) * pixel <= 0.5 * radius + pixel
+        candidate = np.where(near, depth, 0.0)
+        best = np.unravel_index(np.argmax(candidate), candidate.shape)
+        centre_ras = point + (best[0] - n) * pixel * u + (best[1] - n) * pixel * v
+        found = float(candidate[best])
+        if _enhanced_fraction(values, best, found, pixel, lumen_threshold_hu) < min_enhanced:
+            found = 0.0
+        return found, centre_ras
+
 
 def _enhanced_fraction(values: np.ndarray, centre, radius_mm: float, pixel_mm, lumen_threshold_hu: float) -> float:
     """Fraction of a disc (in a section) brighter than the lumen threshold: the inscribed circle widened to
@@ -83,6 +107,20 @@ def _enhanced_fraction(values: np.ndarray, centre, radius_mm: float, pixel_mm, l
     circle = np.hypot((yy - centre[0]) * pixel[0], (xx - centre[1]) * pixel[1]) <= 1.5 * radius_mm + 3.0
     return float((values[circle] > lumen_threshold_hu).mean()) if circle.any() else 0.0
 
+
+
+def _typical_radius(radii: list[float], radius: float) -> float:
+    """The radius a new section is judged against: the median of the last ten once five are known."""
+    return float(np.median(radii[-10:])) if len(radii) >= 5 else radius
+
+
+def _implausible(found: float, typical: float, min_radius_mm: float) -> bool:
+    """Too small (lumen lost, a flap, calcium, noise) or too large (merged with a neighbour) for this aorta."""
+    return found < max(min_radius_mm, 0.55 * typical) or found > 1.5 * typical
+
+
+def _stop_reason(found: float, typical: float) -> str:
+    return "merged with another structure" if found > 1.5 * typical else "lumen lost"
 
 def _start(labels: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Aortic annulus centre, a point on the ascending aorta 30–45 mm above it, and the direction there."""
@@ -170,22 +208,11 @@ def trace_aorta(
     smooth = ndimage.gaussian_filter(image.astype(np.float32), np.maximum(0.7 / grid.spacing_kji, 0.4))
     sampler = _Sampler(smooth, labels, grid, pixel)
 
-    def inscribed(point: np.ndarray, heading: np.ndarray, radius: float):
-        values, section_labels, inside, u, v, n = sampler.section(point, heading, radius + 15.0)
-        others = (section_labels > 0) & (section_labels != AORTA)
-        tissue = ndimage.binary_fill_holes((values > wall_threshold_hu) & ~others & inside)
-        depth = ndimage.distance_transform_edt(tissue) * pixel
-        yy, xx = np.indices(depth.shape)
-        near = np.hypot(yy - n, xx - n) * pixel <= 0.5 * radius + pixel
-        candidate = np.where(near, depth, 0.0)
-        best = np.unravel_index(np.argmax(candidate), candidate.shape)
-        centre_ras = point + (best[0] - n) * pixel * u + (best[1] - n) * pixel * v
-        found = float(candidate[best])
-        if _enhanced_fraction(values, best, found, pixel, lumen_threshold_hu) < min_enhanced:
-            found = 0.0
-        return found, centre_ras, section_labels, n
+    def circle(point: np.ndarray, heading: np.ndarray, radius: float) -> tuple[float, np.ndarray]:
+        return sampler.inscribed_circle(point, heading, radius, wall_threshold_hu, lumen_threshold_hu, min_enhanced)
 
-    def follow(point: np.ndarray, heading: np.ndarray, radius: float, towards_valve: bool):
+    def follow(point: np.ndarray, heading: np.ndarray, radius: float):
+        """Section by section along ``heading``, which turns with the last centimetre of the centerline."""
         points, radii, reason = [], [], "length limit"
         history = [point]
         length = 0.0
@@ -194,25 +221,12 @@ def trace_aorta(
             if sampler.distance_to_edge(point) < 0.5 * radius:
                 reason = "field of view"
                 break
-            values, section_labels, inside, u, v, n = sampler.section(point, heading, radius + 15.0)
-            if towards_valve and (section_labels == LV).sum() * pixel**2 > 0.3 * np.pi * radius**2:
-                reason = "aortic valve"
-                break
-            others = (section_labels > 0) & (section_labels != AORTA)
-            tissue = ndimage.binary_fill_holes((values > wall_threshold_hu) & ~others & inside)
-            depth = ndimage.distance_transform_edt(tissue) * pixel
-            yy, xx = np.indices(depth.shape)
-            near = np.hypot(yy - n, xx - n) * pixel <= 0.5 * radius + pixel
-            candidate = np.where(near, depth, 0.0)
-            best = np.unravel_index(np.argmax(candidate), candidate.shape)
-            found = float(candidate[best])
-            if _enhanced_fraction(values, best, found, pixel, lumen_threshold_hu) < min_enhanced:
-                found = 0.0
-            typical = float(np.median(radii[-10:])) if len(radii) >= 5 else radius
-            if found < max(min_radius_mm, 0.55 * typical) or found > 1.5 * typical:
+            found, centre_ras = circle(point, heading, radius)
+            typical = _typical_radius(radii, radius)
+            if _implausible(found, typical, min_radius_mm):
                 misses += 1
                 if misses > max_misses:
-                    reason = "merged with another structure" if found > 1.5 * typical else "lumen lost"
+                    reason = _stop_reason(found, typical)
                     break
                 point = point + step_mm * heading  # bridge: keep going straight
                 length += step_mm
@@ -221,7 +235,6 @@ def trace_aorta(
                 history = history[-1:]
             misses = 0
             new_radius = min(found, 1.25 * radius)
-            centre_ras = point + (best[0] - n) * pixel * u + (best[1] - n) * pixel * v
             points.append(centre_ras)
             radii.append(new_radius)
             history.append(centre_ras)
@@ -256,11 +269,11 @@ def trace_aorta(
             found = float(candidate[best])
             if _enhanced_fraction(smooth[k], best, found, spacing[1:], lumen_threshold_hu) < min_enhanced:
                 found = 0.0
-            typical = float(np.median(found_radii[-10:])) if len(found_radii) >= 5 else radius
-            if found < max(min_radius_mm, 0.55 * typical) or found > 1.5 * typical:
+            typical = _typical_radius(found_radii, radius)
+            if _implausible(found, typical, min_radius_mm):
                 misses += 1
                 if misses > max_misses:
-                    reason = "merged with another structure" if found > 1.5 * typical else "lumen lost"
+                    reason = _stop_reason(found, typical)
                     break
             else:
                 misses = 0
@@ -283,7 +296,7 @@ def trace_aorta(
         lumen = ndimage.distance_transform_edt(smooth > lumen_threshold_hu, sampling=grid.spacing_kji)
         lumen_r = ndimage.map_coordinates(lumen, grid.ras_to_kji(core).T, order=1, mode="nearest")
         for point, tangent, r in zip(core, tangents, lumen_r):
-            found, centre_ras, _, _ = inscribed(point, tangent, max(float(r), min_radius_mm))
+            found, centre_ras = circle(point, tangent, max(float(r), min_radius_mm))
             if found >= max(min_radius_mm, 0.8 * r):
                 points.append(centre_ras)
                 radii.append(min(found, 2.0 * max(float(r), min_radius_mm)))
@@ -297,7 +310,7 @@ def trace_aorta(
             if descending:  # the descending aorta runs along the body axis: follow it slice by slice
                 more, more_r, reason = follow_slices(points[-1], radius, axis_k)
             else:
-                more, more_r, reason = follow(points[-1] + step_mm * heading, heading, radius, False)
+                more, more_r, reason = follow(points[-1] + step_mm * heading, heading, radius)
             points += more
             radii += more_r
     if reason == "merged with another structure":

@@ -4,7 +4,8 @@ The weight-free automatic mode registers a labelled heart (MM-WHS-style labels 1
 The atlas is a label map only (no image): its CT appearance is synthesised from the patient's own intensities
 (``chambers.py``), so any contrast timing works. It is looked up, in order, from the ``atlas`` argument, the
 ``CARDIACSUITE_HEART_ATLAS`` environment variable, ``~/.cardiacsuite/atlas/wholeheart.nii.gz`` (or
-``CARDIACSUITE_HOME``), and the project's shared data folder (``CARDIACSUITE_DATA`` or ../shared/data).
+``CARDIACSUITE_HOME``), and the test data's label maps when a data folder is given (``data_root`` or
+``CARDIACSUITE_DATA``); the extension never guesses a data folder from where it is installed.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from CardiacSuiteLib.errors import InputError
-
 from CardiacSuiteLib.geometry import Grid
+from CardiacSuiteLib.phantoms.ct_heart import DATA_ENV, whole_heart_label_path
 
 ATLAS_ENV = "CARDIACSUITE_HEART_ATLAS"
 DEFAULT_ATLAS_NAME = "mmwhs"
@@ -31,38 +32,36 @@ class Atlas:
     source: str
 
 
-def _data_root() -> Path:
-    env = os.environ.get("CARDIACSUITE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def atlas_candidates(name: str = DEFAULT_ATLAS_NAME) -> list[Path]:
+def atlas_candidates(name: str = DEFAULT_ATLAS_NAME, data_root: str | os.PathLike | None = None) -> list[Path]:
     """Every place an atlas is looked for when none is given, in order."""
     home = Path(os.environ.get("CARDIACSUITE_HOME", Path.home() / ".cardiacsuite"))
     candidates = []
     if os.environ.get(ATLAS_ENV):
         candidates.append(Path(os.environ[ATLAS_ENV]))
     candidates.append(home / "atlas" / "wholeheart.nii.gz")
-    candidates.append(_data_root() / "ct" / "wholeheart_labels" / f"{name}.nii.gz")
+    if data_root or os.environ.get(DATA_ENV):
+        candidates.append(whole_heart_label_path(name, data_root))
     return candidates
 
 
-def find_atlas(atlas: str | os.PathLike | None = None, name: str = DEFAULT_ATLAS_NAME) -> Path:
+def find_atlas(
+    atlas: str | os.PathLike | None = None, name: str = DEFAULT_ATLAS_NAME, data_root: str | os.PathLike | None = None
+) -> Path:
     """The atlas file to use; a clear ``InputError`` naming every place looked at when there is none."""
     if atlas:
         path = Path(atlas)
         if not path.is_file():
             raise InputError(f"whole-heart atlas {path} does not exist")
         return path
-    for path in atlas_candidates(name):
+    candidates = atlas_candidates(name, data_root)
+    for path in candidates:
         if path.is_file():
             return path
-    places = ", ".join(str(p) for p in atlas_candidates(name))
+    places = ", ".join(str(p) for p in candidates)
     raise InputError(
-        "no whole-heart atlas found (looked at " + places + "); the automatic mode needs one: give --atlas FILE, set"
-        f" {ATLAS_ENV}, or copy a whole-heart label map (labels 1-7, MM-WHS style) to the first of these places"
+        "no whole-heart atlas found (looked at " + places + "); the automatic mode needs one: choose an atlas label"
+        f" map, set {ATLAS_ENV} (or {DATA_ENV}, the test-data folder holding ct/wholeheart_labels), or copy a"
+        " whole-heart label map (labels 1-7, MM-WHS style) to the first of these places"
     )
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from CardiacSuiteLib.cli import Progress, staged_output, write_json
 from CardiacSuiteLib.errors import InputError
 
+from .presets import DEFAULT_MODE, MODES, SIDES
+
 
 def add_commands(commands) -> None:
     segment = commands.add_parser(
@@ -31,11 +33,10 @@ def add_commands(commands) -> None:
     )
     segment.add_argument("input", help="CT: DICOM folder or file, NRRD or NIfTI")
     segment.add_argument("--out", required=True, help="output folder")
-    segment.add_argument("--mode", choices=("auto", "semi", "coronary", "valve"), default="auto")
+    segment.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
     segment.add_argument("--seeds", help="semi mode: JSON {structure: [[R, A, S], ...]} (mm) or a Slicer .mrk.json")
     segment.add_argument("--atlas", help="whole-heart atlas label map (default: see 'Atlas' in the documentation)")
-    segment.add_argument("--ostium-left", type=_ras, help="coronary mode: left coronary ostium R,A,S (mm)")
-    segment.add_argument("--ostium-right", type=_ras, help="coronary mode: right coronary ostium R,A,S (mm)")
+    _add_ostia_arguments(segment, "coronary mode: ")
     segment.add_argument("--series", help="SeriesInstanceUID when the folder holds several series")
     segment.add_argument("--quiet", action="store_true", help="no progress output")
     segment.set_defaults(handler=ct_segment)
@@ -48,8 +49,7 @@ def add_commands(commands) -> None:
     )
     coronary.add_argument("input", help="CT: DICOM folder or file, NRRD or NIfTI")
     coronary.add_argument("--out", required=True, help="output folder")
-    coronary.add_argument("--ostium-left", type=_ras, help="left coronary ostium R,A,S (mm)")
-    coronary.add_argument("--ostium-right", type=_ras, help="right coronary ostium R,A,S (mm)")
+    _add_ostia_arguments(coronary)
     coronary.add_argument(
         "--path-points", help='JSON {"left": [[R, A, S], ...], "right": [...]}: points along a vessel, in order'
     )
@@ -69,6 +69,29 @@ def add_commands(commands) -> None:
     atlas.add_argument("--spacing", type=float, default=1.0, help="isotropic spacing of the copy in mm (default 1.0)")
     atlas.add_argument("--to", help="write here instead of the per-user location")
     atlas.set_defaults(handler=install_atlas_command)
+
+
+def _add_ostia_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    for side in SIDES:
+        parser.add_argument(f"--ostium-{side}", type=_ras, help=f"{prefix}{side} coronary ostium R,A,S (mm)")
+
+
+def _ostia(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The ostia given on the command line, per side."""
+    given = {side: getattr(args, f"ostium_{side}") for side in SIDES}
+    return {side: point for side, point in given.items() if point is not None}
+
+
+def _atlas(atlas: str | None) -> str:
+    """The atlas to use; when none is given and none is installed, the error names the flag to give one with."""
+    from .atlas import find_atlas
+
+    if atlas:
+        return atlas
+    try:
+        return str(find_atlas())
+    except InputError as error:
+        raise InputError(f"{error}; or give --atlas FILE") from None
 
 
 def _ras(text: str) -> np.ndarray:
@@ -110,7 +133,7 @@ def _read_path_points(path: str | None) -> dict[str, list[np.ndarray]]:
         raise InputError(f"path points file {path} does not exist") from None
     except json.JSONDecodeError as error:
         raise InputError(f"path points file {path} is not valid JSON (line {error.lineno}): {error.msg}") from None
-    if not isinstance(document, dict) or not set(document) <= {"left", "right"}:
+    if not isinstance(document, dict) or not set(document) <= set(SIDES):
         raise InputError(f'path points file {path} must be {{"left": [[R, A, S], ...], "right": [...]}}')
     points = {}
     for side, values in document.items():
@@ -131,6 +154,22 @@ def _input_summary(series, image) -> dict:
         "spacing_mm": [round(float(v), 4) for v in Grid(image.shape, series.ijk_to_ras).spacing_kji[::-1]],
         **{k: v for k, v in series.metadata.items() if isinstance(v, (str, int, float))},
     }
+
+
+def _scene_for(series):
+    """A headless Slicer host whose scene holds the CT and its study: where the results are assembled as Slicer
+    would. The host is returned too: its module logics observe the scene only while it is alive."""
+    from CardiacSuiteLib.app import create_app
+    from CardiacSuiteLib.case import CardiacCase, Key
+    from CardiacSuiteLib.imagedata import add_to_scene
+
+    app = create_app()
+    volume = add_to_scene(app.scene, series, series.name)
+    case = CardiacCase.get_or_create(
+        app.scene, f"{series.name} study", series.metadata.get(Key.STUDY_INSTANCE_UID, ""),
+        series.metadata.get(Key.PATIENT_ID, ""),
+    )
+    return app, volume, case
 
 
 def _write_outputs(staging: Path, scene, nodes: dict, curves: list, results: dict) -> None:
@@ -154,11 +193,7 @@ def _write_outputs(staging: Path, scene, nodes: dict, curves: list, results: dic
 
 
 def ct_segment(args: argparse.Namespace) -> int:
-    from CardiacSuiteLib.app import create_app
-    from CardiacSuiteLib.case import CardiacCase
-    from CardiacSuiteLib.imagedata import add_to_scene
-
-    from .pipeline import add_coronary_to_scene, add_heart_to_scene, segment_heart, trace_coronary
+    from .pipeline import SegmentationRequest, add_run_to_scene, run_segmentation
     from .presets import get_preset
     from .seeds import read_seeds_file
 
@@ -166,55 +201,42 @@ def ct_segment(args: argparse.Namespace) -> int:
     progress = Progress(args.quiet)
     preset = get_preset(args.mode)
     seeds = read_seeds_file(args.seeds) if args.seeds else None
-    if preset.chambers == "seeds" and not seeds:
-        raise InputError("--mode semi needs --seeds FILE (structure name -> [[R, A, S], ...] in mm)")
-    ostia = {k: v for k, v in (("left", args.ostium_left), ("right", args.ostium_right)) if v is not None}
-    if preset.coronary and not ostia:
-        raise InputError("--mode coronary needs the ostia: --ostium-left R,A,S and/or --ostium-right R,A,S (mm)")
-    series, image = _read_ct(args.input, args.series, progress)
-    heart = segment_heart(image, series.ijk_to_ras, args.mode, seeds=seeds, atlas_path=args.atlas, progress=progress)
-    results = {"input": _input_summary(series, image), **heart.results}
-
-    app = create_app()
-    scene = app.scene
-    volume = add_to_scene(scene, series, series.name)
-    case = CardiacCase.get_or_create(
-        scene, f"{series.name} study", series.metadata.get("StudyInstanceUID", ""), series.metadata.get("PatientID", "")
-    )
-    segmentation, _ = add_heart_to_scene(scene, heart, volume, case)
-    nodes = {"segmentation.seg.nrrd": segmentation}
-    curves = []
-    if heart.aorta is not None:
-        from .scene import add_centerline_curve
-
-        curves.append(add_centerline_curve(scene, "Aorta", heart.aorta.points, heart.aorta.radii, step_mm=2.0))
-    if preset.coronary:
-        coronary = trace_coronary(
-            image, series.ijk_to_ras, ostia, heart_labels=heart.labels,
-            working_spacing_mm=preset.coronary_spacing_mm, progress=progress,
+    if preset.needs_seeds and not seeds:
+        raise InputError(f"--mode {args.mode} needs --seeds FILE (structure name -> [[R, A, S], ...] in mm)")
+    ostia = _ostia(args)
+    if preset.needs_ostia and not ostia:
+        raise InputError(
+            f"--mode {args.mode} needs the ostia: --ostium-left R,A,S and/or --ostium-right R,A,S (mm)"
         )
-        coronary_segmentation, coronary_curves, _, _ = add_coronary_to_scene(scene, coronary, volume, case)
-        nodes["coronary.seg.nrrd"] = coronary_segmentation
-        curves += coronary_curves
-        results["coronary"] = coronary.results
+    series, image = _read_ct(args.input, args.series, progress)
+    request = SegmentationRequest(
+        image, series.ijk_to_ras, args.mode, seeds=seeds, ostia=ostia,
+        atlas_path=_atlas(args.atlas) if preset.needs_atlas else None,
+    )
+    run = run_segmentation(request, progress=progress)
+    results = {"input": _input_summary(series, image), **run.heart.results}
+
+    app, volume, case = _scene_for(series)
+    scene = app.scene
+    outputs = add_run_to_scene(scene, run, volume, case)
+    nodes = {"segmentation.seg.nrrd": outputs.segmentation}
+    if run.coronary is not None:
+        nodes["coronary.seg.nrrd"] = outputs.coronary_segmentation
+        results["coronary"] = run.coronary.results
     results["timing_s"] = round(time.perf_counter() - started, 2)
     with staged_output(Path(args.out)) as staging:
-        _write_outputs(staging, scene, nodes, curves, results)
+        _write_outputs(staging, scene, nodes, outputs.curves + outputs.coronary_curves, results)
     progress(1.0, f"results written to {args.out}")
     _print_summary(results)
     return 0
 
 
 def coronary_command(args: argparse.Namespace) -> int:
-    from CardiacSuiteLib.app import create_app
-    from CardiacSuiteLib.case import CardiacCase
-    from CardiacSuiteLib.imagedata import add_to_scene
-
-    from .pipeline import add_coronary_to_scene, add_heart_to_scene, segment_heart, trace_coronary
+    from .pipeline import SegmentationRequest, add_coronary_to_scene, add_heart_to_scene, run_coronary_tracing, segment_heart
 
     started = time.perf_counter()
     progress = Progress(args.quiet)
-    ostia = {k: v for k, v in (("left", args.ostium_left), ("right", args.ostium_right)) if v is not None}
+    ostia = _ostia(args)
     if not ostia:
         raise InputError("give at least one ostium: --ostium-left R,A,S and/or --ostium-right R,A,S (mm)")
     path_points = _read_path_points(args.path_points)
@@ -224,17 +246,14 @@ def coronary_command(args: argparse.Namespace) -> int:
     series, image = _read_ct(args.input, args.series, progress)
     heart = None
     if args.with_chambers:
-        heart = segment_heart(image, series.ijk_to_ras, "auto", atlas_path=args.atlas, progress=progress)
-    coronary = trace_coronary(
-        image, series.ijk_to_ras, ostia, path_points, heart_labels=heart.labels if heart else None, progress=progress
+        heart = segment_heart(image, series.ijk_to_ras, DEFAULT_MODE, atlas_path=_atlas(args.atlas), progress=progress)
+    request = SegmentationRequest(
+        image, series.ijk_to_ras, ostia=ostia, path_points=path_points, heart_labels=heart.labels if heart else None
     )
+    coronary = run_coronary_tracing(request, progress=progress)
     results = {"input": _input_summary(series, image), "coronary": coronary.results}
-    app = create_app()
+    app, volume, case = _scene_for(series)
     scene = app.scene
-    volume = add_to_scene(scene, series, series.name)
-    case = CardiacCase.get_or_create(
-        scene, f"{series.name} study", series.metadata.get("StudyInstanceUID", ""), series.metadata.get("PatientID", "")
-    )
     segmentation, curves, _, _ = add_coronary_to_scene(scene, coronary, volume, case)
     nodes = {"coronary.seg.nrrd": segmentation}
     if heart is not None:
@@ -260,10 +279,12 @@ def install_atlas_command(args: argparse.Namespace) -> int:
 
 
 def _print_summary(results: dict) -> None:
+    from .pipeline import MYOCARDIUM_DENSITY_G_PER_ML
+
     for name, values in results.get("structures", {}).items():
         print(f"{name}: {values['volume_ml']:.1f} ml")
     if "lv_myocardial_mass_g" in results:
-        print(f"LV myocardial mass: {results['lv_myocardial_mass_g']:.1f} g (1.05 g/ml)")
+        print(f"LV myocardial mass: {results['lv_myocardial_mass_g']:.1f} g ({MYOCARDIUM_DENSITY_G_PER_ML} g/ml)")
     for name, values in results.get("coronary", {}).get("vessels", {}).items():
         print(
             f"{name}: length {values['length_mm']:.1f} mm, minimal lumen diameter {values['min_lumen_diameter_mm']:.2f} mm,"

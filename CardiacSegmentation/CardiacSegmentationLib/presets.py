@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: The two coronary trees: how ostia, path points and centerline curves say which tree they belong to.
+LEFT, RIGHT = "left", "right"
+SIDES = (LEFT, RIGHT)
+
+#: How a preset finds the chambers: the weight-free automatic method, or growing the user's seeds.
+CHAMBERS_ATLAS = "atlas"
+CHAMBERS_SEEDS = "seeds"
+
 
 @dataclass(frozen=True)
 class Preset:
     name: str
     title: str
-    chambers: str  # "atlas" (weight-free automatic) or "seeds" (grow from seeds)
+    chambers: str  # CHAMBERS_ATLAS or CHAMBERS_SEEDS
     coronary: bool = False
     valve: bool = False
     whole_aorta: bool = True  # follow the aorta through the arch and down (False: root and ascending only)
@@ -23,25 +31,41 @@ class Preset:
     measurements: tuple[str, ...] = ()
     notes: dict = field(default_factory=dict)
 
+    @property
+    def needs_seeds(self) -> bool:
+        return self.chambers == CHAMBERS_SEEDS
+
+    @property
+    def needs_atlas(self) -> bool:
+        return self.chambers == CHAMBERS_ATLAS
+
+    @property
+    def needs_ostia(self) -> bool:
+        return self.coronary
+
+    def description(self) -> str:
+        """One sentence for a user choosing the mode: what it is and what it prepares."""
+        return f"{self.title}. Prepares: {'; '.join(self.measurements)}."
+
 
 PRESETS = {
     "auto": Preset(
         "auto",
         "Chambers and great vessels, fully automatic (atlas + intensity model, no trained weights)",
-        "atlas",
+        CHAMBERS_ATLAS,
         measurements=("structure volumes (ml)", "LV myocardial mass (g)"),
     ),
     "semi": Preset(
         "semi",
         "Chambers and great vessels grown from seeds (Slicer grow-from-seeds), refined by the user",
-        "seeds",
+        CHAMBERS_SEEDS,
         whole_aorta=False,
         measurements=("structure volumes (ml)", "LV myocardial mass (g)"),
     ),
     "coronary": Preset(
         "coronary",
         "Coronary disease: chambers, aorta, coronary ostia and the left and right coronary trees",
-        "atlas",
+        CHAMBERS_ATLAS,
         coronary=True,
         whole_aorta=False,
         measurements=(
@@ -54,7 +78,7 @@ PRESETS = {
     "valve": Preset(
         "valve",
         "Valve disease: chambers and great vessels, aortic root, LVOT, mitral annulus and pulmonary root",
-        "atlas",
+        CHAMBERS_ATLAS,
         valve=True,
         whole_aorta=True,
         working_spacing_mm=0.8,
@@ -68,6 +92,10 @@ PRESETS = {
         ),
     ),
 }
+
+#: Every mode and preset, in the order a user is offered them (the Slicer module and ``ct-segment --mode``).
+MODES: tuple[str, ...] = tuple(PRESETS)
+DEFAULT_MODE = "auto"
 
 
 def get_preset(name: str) -> Preset:

@@ -161,9 +161,23 @@ def add_point_list(scene, name: str, points: dict[str, np.ndarray]):
     return node
 
 
-def point_list_points(node) -> dict[str, np.ndarray]:
-    """Labelled control points of a point list (RAS mm)."""
-    return {
-        node.GetNthControlPointLabel(i): np.array(node.GetNthControlPointPositionWorld(i), float)
-        for i in range(node.GetNumberOfControlPoints())
-    }
+
+def points_by_side(node) -> dict[str, list[np.ndarray]]:
+    """Points of a point list per coronary tree, from labels that start with left/L or right/R (RAS mm).
+
+    How a user marks the ostia and the points along a vessel in Slicer; ``None`` gives no points.
+    """
+    from CardiacSuiteLib.errors import InputError
+
+    from .presets import LEFT, RIGHT
+
+    sides: dict[str, list[np.ndarray]] = {}
+    if node is None:
+        return sides
+    for index in range(node.GetNumberOfControlPoints()):
+        label = node.GetNthControlPointLabel(index).strip().lower()
+        side = LEFT if label.startswith((LEFT, "l")) else RIGHT if label.startswith((RIGHT, "r")) else None
+        if side is None:
+            raise InputError(f"point '{label}' of '{node.GetName()}' is neither '{LEFT}' nor '{RIGHT}'")
+        sides.setdefault(side, []).append(np.array(node.GetNthControlPointPositionWorld(index), float))
+    return sides

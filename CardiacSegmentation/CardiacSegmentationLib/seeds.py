@@ -38,6 +38,7 @@ BACKGROUND = 8  # label of background seeds while growing
 
 
 def structure_value(name: str) -> int:
+    """The label value a seed's structure name stands for (:data:`BACKGROUND` for background seeds)."""
     key = name.strip().lower().replace("_", " ")
     if key in BACKGROUND_KEYS:
         return BACKGROUND
@@ -46,6 +47,20 @@ def structure_value(name: str) -> int:
             return value
     known = ", ".join(names[0] for names in STRUCTURE_KEYS.values())
     raise InputError(f"unknown structure '{name}' in the seeds; use one of: {known}, background")
+
+
+def seed_label_value(label: str) -> int:
+    """The label value of a seed point's label; Slicer numbers new points ("LV-1", "LV-2"), the number is ignored."""
+    return structure_value(label.rstrip("-0123456789 "))
+
+
+def seeds_from_point_list(node) -> dict[int, list[np.ndarray]]:
+    """Seeds from a markups point list whose control point labels name the structures (RAS mm)."""
+    seeds: dict[int, list[np.ndarray]] = {}
+    for index in range(node.GetNumberOfControlPoints()):
+        position = np.array(node.GetNthControlPointPositionWorld(index), float)
+        seeds.setdefault(seed_label_value(node.GetNthControlPointLabel(index)), []).append(position)
+    return seeds
 
 
 def read_seeds_file(path: str | Path) -> dict[int, list[np.ndarray]]:
@@ -66,7 +81,7 @@ def read_seeds_file(path: str | Path) -> dict[int, list[np.ndarray]]:
                 position = np.array(point["position"], float)
                 if lps:
                     position[:2] *= -1.0
-                seeds.setdefault(structure_value(point.get("label", "")), []).append(position)
+                seeds.setdefault(seed_label_value(point.get("label", "")), []).append(position)
     elif isinstance(document, dict):
         for name, points in document.items():
             value = structure_value(name)

@@ -155,9 +155,24 @@ def test_missing_atlas_is_reported_with_every_place_looked(tmp_path, monkeypatch
     monkeypatch.delenv(ATLAS_ENV, raising=False)
     with pytest.raises(InputError, match="no whole-heart atlas found") as error:
         find_atlas()
-    assert str(tmp_path / "nowhere") in str(error.value) and "--atlas" in str(error.value)
+    assert str(tmp_path / "nowhere") in str(error.value) and "--" not in str(error.value)
     with pytest.raises(InputError, match="does not exist"):
         find_atlas(tmp_path / "absent.nii.gz")
+
+
+def test_atlas_search_never_guesses_a_data_folder(tmp_path, monkeypatch):
+    """Without CARDIACSUITE_DATA (or an explicit data folder) the test data is not looked for, wherever the code
+    is installed; the error says which variable to set."""
+    from CardiacSegmentationLib.atlas import ATLAS_ENV, atlas_candidates, find_atlas
+
+    monkeypatch.delenv("CARDIACSUITE_DATA", raising=False)
+    monkeypatch.setenv("CARDIACSUITE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(ATLAS_ENV, raising=False)
+    assert atlas_candidates() == [tmp_path / "home" / "atlas" / "wholeheart.nii.gz"]
+    with pytest.raises(InputError, match="CARDIACSUITE_DATA"):
+        find_atlas()
+    data = tmp_path / "data"
+    assert atlas_candidates(data_root=data)[-1] == data / "ct" / "wholeheart_labels" / "mmwhs.nii.gz"
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -181,6 +196,87 @@ def test_bad_inputs_are_refused_with_a_reason(phantoms):
         trace_coronary(phantom.image, phantom.ijk_to_ras, {"left": phantom.ostia["left"] + [0.0, 60.0, 0.0]})
     with pytest.raises(InputError, match="outside the image"):
         trace_coronary(phantom.image, phantom.ijk_to_ras, {"right": np.array([900.0, 0.0, 0.0])})
+    # Library messages speak of the input, not of command-line flags (Slicer users see them too).
+    for call in (lambda: segment_heart(phantom.image, phantom.ijk_to_ras, "semi"),
+                 lambda: trace_coronary(phantom.image, phantom.ijk_to_ras, {})):
+        with pytest.raises(InputError) as error:
+            call()
+        assert "--" not in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------------ long work
+
+
+def test_a_cancelled_run_stops_before_any_work():
+    from CardiacSuiteLib.errors import Cancelled
+    from CardiacSuiteLib.inference import CancelToken
+
+    from CardiacSegmentationLib.pipeline import SegmentationRequest, run_coronary_tracing, run_segmentation
+
+    cancel = CancelToken()
+    cancel.cancel()
+    reports = []
+    request = SegmentationRequest(np.zeros((4, 4, 4), np.float32), np.eye(4), ostia={"left": np.zeros(3)})
+    with pytest.raises(Cancelled):
+        run_segmentation(request, lambda fraction, message: reports.append(fraction), cancel)
+    with pytest.raises(Cancelled):
+        run_coronary_tracing(request, lambda fraction, message: reports.append(fraction), cancel)
+    assert reports == []
+
+
+def test_run_reports_progress_and_stops_when_cancelled(phantoms):
+    """In a worker, as the Slicer module runs it: progress arrives, and a cancel stops the run at its next step."""
+    from CardiacSuiteLib.errors import Cancelled
+    from CardiacSuiteLib.jobs import BackgroundJob
+
+    from CardiacSegmentationLib.pipeline import SegmentationRequest, run_segmentation
+
+    phantom = phantoms["mmwhs"]
+    request = SegmentationRequest(
+        phantom.image, phantom.ijk_to_ras, "auto", atlas_path=str(_label_map(data_root(), "wh"))
+    )
+    reports = []
+
+    def work(progress, cancel):
+        def report(fraction, message):
+            reports.append((fraction, message))
+            progress(fraction, message)
+            if fraction >= 0.6:  # the user presses Cancel once the atlas is registered
+                cancel.cancel()
+
+        return run_segmentation(request, report, cancel)
+
+    job = BackgroundJob(work).start()
+    assert job.wait(300.0)
+    assert isinstance(job.error, Cancelled) and job.result is None
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions[0] > 0.0 and max(fractions) < 1.0 and any(f >= 0.6 for f in fractions)
+    assert job.progress()[0] == pytest.approx(fractions[-1])
+
+
+def test_inputs_read_from_point_lists(scene):
+    """The Slicer path reads seeds, ostia and path points from point lists by their labels."""
+    import vtk
+
+    from CardiacSuiteLib import mrml
+
+    from CardiacSegmentationLib.pipeline import request_from_nodes
+    from CardiacSegmentationLib.scene import add_point_list, points_by_side
+
+    volume = mrml.add_volume(scene, np.full((6, 7, 8), 300.0, np.float32), np.diag([0.5, 0.5, 1.0, 1.0]), "CT")
+    seeds = add_point_list(scene, "Seeds", {"LV-1": [1.0, 1.0, 1.0], "Myo": [2.0, 2.0, 2.0]})
+    seeds.SetNthControlPointLabel(seeds.AddControlPointWorld(vtk.vtkVector3d(3.0, 3.0, 3.0)), "LV-2")
+    ostia = add_point_list(scene, "Ostia", {"left ostium": [1.0, 2.0, 3.0], "R": [4.0, 5.0, 6.0]})
+    path = add_point_list(scene, "Path", {"left 1": [1.0, 1.0, 1.0], "left 2": [2.0, 2.0, 2.0]})
+    request = request_from_nodes(volume, "semi", seeds, ostia, path)
+    assert request.image.shape == (6, 7, 8) and np.allclose(request.ijk_to_ras, np.diag([0.5, 0.5, 1.0, 1.0]))
+    assert sorted(request.seeds) == [1, 3] and len(request.seeds[3]) == 2
+    assert np.allclose(request.ostia["left"], [1.0, 2.0, 3.0]) and np.allclose(request.ostia["right"], [4.0, 5.0, 6.0])
+    assert [len(request.path_points["left"])] == [2] and request.atlas_path is None
+    assert request_from_nodes(volume, "auto", seeds).seeds is None  # seeds are read only for the seeds mode
+    assert points_by_side(None) == {}
+    with pytest.raises(InputError, match="neither 'left' nor 'right'"):
+        points_by_side(add_point_list(scene, "Bad", {"middle": [0.0, 0.0, 0.0]}))
 
 
 # ------------------------------------------------------------------------------------------------ coronary
@@ -394,6 +490,25 @@ def test_commands_refuse_bad_input_and_write_nothing(phantoms, tmp_path, capsys)
     assert main(["ct-segment", str(ct), "--out", str(out), "--mode", "coronary", "--quiet"]) == 2
     assert "needs the ostia" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_command_line_names_the_atlas_flag(phantoms, tmp_path, capsys, monkeypatch):
+    """The library says what is missing; the command line adds the flag that provides it."""
+    from CardiacSuiteLib.cli import main
+    from CardiacSuiteLib.phantoms.coronary import write_nifti
+
+    from CardiacSegmentationLib.atlas import ATLAS_ENV
+
+    monkeypatch.setenv("CARDIACSUITE_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("CARDIACSUITE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(ATLAS_ENV, raising=False)
+    phantom = phantoms["wh"]
+    ct = write_nifti(phantom.image, phantom.ijk_to_ras, tmp_path / "ct.nii.gz")
+    out = tmp_path / "out"
+    assert main(["ct-segment", str(ct), "--out", str(out), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "no whole-heart atlas found" in error and "--atlas FILE" in error
+    assert not out.exists()
 
 
 def test_a_non_ct_dicom_series_is_refused(shared_data, tmp_path, capsys):

@@ -1,10 +1,10 @@
 """CT phantoms built from real whole-heart label maps, with exactly known ground truth.
 
-The label maps (MM-WHS style, ``../shared/data/ct/wholeheart_labels``) carry no image. A contrast CT is drawn
-from them: Hounsfield units per structure (arterial-phase contrast: left heart and aorta brighter than right
-heart), epicardial fat and lung around the heart, a point-spread blur that creates partial volume, and noise.
-Smooth random deformations (and, for 4D, analytic motion) warp the labels first, so the truth is the warped
-label map and the deformation field itself.
+The label maps (MM-WHS style, ``ct/wholeheart_labels`` of the test data, see ``whole_heart_label_path``) carry
+no image. A contrast CT is drawn from them: Hounsfield units per structure (arterial-phase contrast: left heart
+and aorta brighter than right heart), epicardial fat and lung around the heart, a point-spread blur that creates
+partial volume, and noise. Smooth random deformations (and, for 4D, analytic motion) warp the labels first, so the
+truth is the warped label map and the deformation field itself.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from ..errors import InputError
 
 #: Environment variable naming the test-data folder (the one holding ``ct/wholeheart_labels``).
 DATA_ENV = "CARDIACSUITE_DATA"
+#: The two real whole-heart label maps: each phantom is drawn from one, and the other serves as its atlas.
+WHOLE_HEART_NAMES = ("mmwhs", "wh")
 
 # MM-WHS label values after remapping to 1–7 (205, 420, 500, 550, 600, 820, 850 in the original).
 WHOLE_HEART_LABELS: dict[int, str] = {
