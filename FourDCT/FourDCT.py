@@ -1,14 +1,10 @@
-import logging
 from pathlib import Path
-from typing import Annotated, Optional
-
-import vtk
+from typing import Annotated
 
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import (
     Choice,
     parameterNodeWrapper,
@@ -22,15 +18,10 @@ from slicer import (
 )
 
 from CardiacSuiteLib.errors import Cancelled, CardiacSuiteError
-
-#: Attribute value that marks a study's CardiacCase node (CardiacSuiteLib.case.MODULE_NAME).
-CARDIAC_CASE = "CardiacCase"
-#: Deformable registration methods (FourDCTLib.registration.METHODS).
-METHODS = ["demons", "diffeomorphic-demons", "bspline"]
-#: Temporal strategies (FourDCTLib.propagation.STRATEGIES).
-STRATEGIES = ["reference", "sequential"]
-#: Slice orientations of the side-by-side phase views.
-ORIENTATIONS = ["Axial", "Sagittal", "Coronal"]
+from CardiacSuiteLib.vocabulary import CASE_MODULE_NAME, MODULE_NAME_ATTRIBUTE, Key
+from CardiacSuiteUI.longwork import LongWork
+from CardiacSuiteUI.study import StudyModuleLogic, StudyModuleWidget, studySummary
+from FourDCTLib.choices import METHODS, ORIENTATIONS, STRATEGIES
 
 
 #
@@ -101,12 +92,12 @@ class FourDCTParameterNode:
     inputSequence: vtkMRMLSequenceNode
     referenceSegmentation: vtkMRMLSegmentationNode
     referencePhase: int = 0
-    method: Annotated[str, Choice(METHODS)] = "demons"
-    strategy: Annotated[str, Choice(STRATEGIES)] = "reference"
+    method: Annotated[str, Choice(list(METHODS))] = METHODS[0]
+    strategy: Annotated[str, Choice(list(STRATEGIES))] = STRATEGIES[0]
     gridMm: float = 2.0
     marginMm: float = 20.0
     viewPhases: str = ""
-    orientation: Annotated[str, Choice(ORIENTATIONS)] = "Axial"
+    orientation: Annotated[str, Choice(list(ORIENTATIONS))] = ORIENTATIONS[0]
     outputSegmentationSequence: vtkMRMLSequenceNode
     outputTransformSequence: vtkMRMLSequenceNode
     outputTable: vtkMRMLTableNode
@@ -114,383 +105,88 @@ class FourDCTParameterNode:
 
 
 #
-# FourDCTWidget
-#
-
-
-class FourDCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Uses ScriptedLoadableModuleWidget base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
-
-    def __init__(self, parent=None) -> None:
-        """Called when the user opens the module the first time and the widget is initialized."""
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)  # needed for parameter node observation
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._busy = False
-        self._cancelToken = None
-
-    def setup(self) -> None:
-        """Called when the user opens the module the first time and the widget is initialized."""
-        ScriptedLoadableModuleWidget.setup(self)
-
-        # Load widget from .ui file (created by Qt Designer).
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/FourDCT.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-
-        # Only CardiacCase nodes are studies; other scripted module nodes (parameter nodes) are not offered.
-        self.ui.cardiacCaseSelector.addAttribute("vtkMRMLScriptedModuleNode", "ModuleName", CARDIAC_CASE)
-
-        # Set scene in MRML widgets. The .ui connects the top-level widget's "mrmlSceneChanged(vtkMRMLScene*)"
-        # signal to each MRML widget's "setMRMLScene(vtkMRMLScene*)" slot.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = FourDCTLogic()
-        self._showProgress(False)
-
-        # These connections ensure that we update parameter node when scene is closed
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
-        self.ui.importButton.connect("clicked(bool)", self.onImportButton)
-        self.ui.currentPhaseButton.connect("clicked(bool)", self.onCurrentPhaseButton)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-        self.ui.showPhasesButton.connect("clicked(bool)", self.onShowPhasesButton)
-
-        # Make sure parameter node is initialized (needed for module reload)
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
-        self._cancelRunning()
-        self.removeObservers()
-
-    def enter(self) -> None:
-        """Called each time the user opens this module."""
-        # Make sure parameter node exists and observed
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Called each time the user opens a different module."""
-        # Do not react to parameter node changes (GUI will be updated when the user enters into the module)
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed."""
-        self._cancelRunning()
-        # Parameter node will be reset, do not use it anymore
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        """Called just after the scene is closed."""
-        # If this module is shown while the scene is closed then recreate a new parameter node immediately
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        """Ensure parameter node exists and observed."""
-        self.setParameterNode(self.logic.getParameterNode())
-
-        # Select default inputs if nothing is selected yet
-        if not self._parameterNode.inputSequence:
-            self._parameterNode.inputSequence = self.logic.firstVolumeSequence()
-        if not self._parameterNode.cardiacCase:
-            self._parameterNode.cardiacCase = self.logic.defaultCase()
-
-    def setParameterNode(self, inputParameterNode: Optional[FourDCTParameterNode]) -> None:
-        """
-        Set and observe parameter node.
-        Observation is needed because when the parameter node is changed then the GUI must be updated immediately.
-        """
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # Note: in the .ui file, a Qt dynamic property called "SlicerParameterName" is set on each
-            # ui element that needs connection.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        """Enable the buttons whose inputs are chosen, and keep the results and study sections in sync."""
-        parameterNode = self._parameterNode
-        sequence = parameterNode.inputSequence if parameterNode else None
-        self.ui.resultsTableView.setMRMLTableNode(parameterNode.outputTable if parameterNode else None)
-        self.ui.importButton.enabled = bool(parameterNode and str(parameterNode.dicomFolder) not in ("", ".")) and not self._busy
-        self.ui.showPhasesButton.enabled = sequence is not None and not self._busy
-        self.ui.currentPhaseButton.enabled = sequence is not None
-        if sequence is not None:
-            self.ui.referencePhaseSpinBox.maximum = max(sequence.GetNumberOfDataNodes() - 1, 0)
-        if self._busy:
-            self.ui.applyButton.toolTip = _("A propagation is running")
-            self.ui.applyButton.enabled = False
-        elif sequence is None:
-            self.ui.applyButton.toolTip = _("Select a 4D CT (a sequence of volumes)")
-            self.ui.applyButton.enabled = False
-        elif not parameterNode.referenceSegmentation:
-            self.ui.applyButton.toolTip = _("Select the segmentation drawn on the reference phase")
-            self.ui.applyButton.enabled = False
-        else:
-            self.ui.applyButton.toolTip = _("Propagate the segmentation to every phase")
-            self.ui.applyButton.enabled = True
-        self._updateStudy()
-
-    def _updateStudy(self) -> None:
-        caseNode = self._parameterNode.cardiacCase if self._parameterNode else None
-        if caseNode is None:
-            self.ui.studyContentsLabel.text = _("No study in the scene yet. Import or propagation creates one.")
-            return
-        try:
-            contents = self.logic.describeCase(caseNode)
-        except ValueError as error:
-            self.ui.studyContentsLabel.text = str(error)
-            return
-        self.ui.studyContentsLabel.text = "\n".join(f"{role}: {name}" for role, name in contents) or _(
-            "The study holds no data yet."
-        )
-
-    # ------------------------------------------------------------------------------------------ actions
-
-    def onImportButton(self) -> None:
-        parameterNode = self._parameterNode
-        self._busy = True
-        self._showProgress(True, cancellable=False)
-        try:
-            with slicer.util.tryWithErrorDisplay(_("4D CT import failed."), waitCursor=True):
-                sequence, browser = self.logic.importDicom(
-                    parameterNode.dicomFolder, parameterNode.allowMissingPhases, progress=self.onProgress
-                )
-                parameterNode.inputSequence = sequence
-                slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
-                proxy = browser.GetProxyNode(sequence)
-                slicer.util.setSliceViewerLayers(background=proxy, fit=True)
-                self._setStatus(
-                    _("Imported {count} phases.").format(count=sequence.GetNumberOfDataNodes())
-                    + ("\n" + "\n".join(self.logic.lastWarnings) if self.logic.lastWarnings else "")
-                )
-        finally:
-            self._busy = False
-            self._showProgress(False)
-
-    def onCurrentPhaseButton(self) -> None:
-        """Take the reference phase from the phase the sequence browser shows now."""
-        sequence = self._parameterNode.inputSequence
-        browser = slicer.modules.sequences.logic().GetFirstBrowserNodeForSequenceNode(sequence) if sequence else None
-        if browser is not None:
-            self._parameterNode.referencePhase = browser.GetSelectedItemNumber()
-
-    def onApplyButton(self) -> None:
-        if self._busy:
-            return
-        parameterNode = self._parameterNode
-        self._busy = True
-        self._cancelToken = self.logic.createCancelToken()
-        self._showProgress(True)
-        try:
-            result = self.logic.propagate(
-                parameterNode.inputSequence,
-                parameterNode.referenceSegmentation,
-                parameterNode.referencePhase,
-                method=parameterNode.method,
-                strategy=parameterNode.strategy,
-                gridMm=parameterNode.gridMm,
-                marginMm=parameterNode.marginMm,
-                progress=self.onProgress,
-                cancel=self._cancelToken,
-            )
-        except Cancelled:
-            self._setStatus(_("Cancelled: nothing was added to the scene."))
-            return
-        except CardiacSuiteError as error:
-            self._setStatus(str(error))
-            slicer.util.errorDisplay(str(error), windowTitle=_("4D CT"))
-            return
-        finally:
-            self._cancelToken = None
-            self._busy = False
-            self._showProgress(False)
-        self._showResult(result)
-
-    def onShowPhasesButton(self) -> None:
-        parameterNode = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("The phases cannot be shown."), waitCursor=True):
-            self.logic.showPhases(
-                parameterNode.inputSequence,
-                parameterNode.viewPhases,
-                parameterNode.orientation,
-                parameterNode.outputSegmentationSequence,
-                parameterNode.cardiacCase,
-            )
-            slicer.util.resetSliceViews()
-
-    def onProgress(self, fraction: float, message: str) -> None:
-        """Progress callback, called on the GUI thread between phases."""
-        self.ui.progressBar.value = int(round(100.0 * min(max(fraction, 0.0), 1.0)))
-        self.ui.progressBar.format = "%p%  " + message.replace("%", "%%")
-        # Let Qt repaint and deliver clicks, so that Cancel works while the propagation runs
-        slicer.app.processEvents()
-
-    def onCancelButton(self) -> None:
-        self._cancelRunning()
-
-    def _cancelRunning(self) -> None:
-        if self._cancelToken is not None:
-            self._cancelToken.cancel()
-            self.ui.cancelButton.enabled = False
-            self._setStatus(_("Cancelling..."))
-
-    def _showProgress(self, running: bool, cancellable: bool = True) -> None:
-        self.ui.progressBar.value = 0
-        self.ui.progressBar.format = "%p%"
-        self.ui.progressBar.visible = running
-        self.ui.cancelButton.visible = running and cancellable
-        self.ui.cancelButton.enabled = running and cancellable
-        self.ui.inputsCollapsibleButton.enabled = not running
-        if running:
-            self._setStatus("")
-        self._checkCanApply()
-
-    def _setStatus(self, text: str) -> None:
-        self.ui.statusLabel.text = text
-        if text:
-            logging.info(f"4D CT: {text}")
-
-    def _showResult(self, result) -> None:
-        """Keep the result nodes in the parameter node and show end diastole and end systole side by side."""
-        parameterNode = self._parameterNode
-        parameterNode.outputSegmentationSequence = result.nodes.segmentation_sequence
-        parameterNode.outputTransformSequence = result.nodes.transform_sequence
-        parameterNode.outputTable = result.nodes.table
-        parameterNode.cardiacCase = result.case_node
-        if result.nodes.browser is not None:
-            slicer.modules.sequences.setToolBarActiveBrowserNode(result.nodes.browser)
-        self.logic.showPhases(parameterNode.inputSequence, "", parameterNode.orientation,
-                              result.nodes.segmentation_sequence, result.case_node)
-        slicer.util.resetSliceViews()
-        self.ui.resultsCollapsibleButton.collapsed = False
-        self._setStatus(self.logic.summary(result.results))
-
-
-#
 # FourDCTLogic
 #
 
 
-class FourDCTLogic(ScriptedLoadableModuleLogic):
-    """This class should implement all the actual computation done by your module.  The interface
-    should be such that other python code can import this class and make use of the functionality without
-    requiring an instance of the Widget.
-    Uses ScriptedLoadableModuleLogic base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+class FourDCTLogic(StudyModuleLogic):
+    """Passes the scene and the parameter values to FourDCTLib.workflow (the same workflow the command line runs).
 
-    The computation itself is in FourDCTLib; this class passes it the scene.
+    Reading inputs and adding results touch the scene (GUI thread); ``readPhases`` and ``compute`` do not, so a
+    widget can run them in a worker. ``importDicom`` and ``propagate`` run everything in a row, for scripts and
+    the self-test.
     """
 
-    def __init__(self) -> None:
-        """Called when the logic class is instantiated. Can be used for initializing member variables."""
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.lastWarnings = []
+    parameterNodeClass = FourDCTParameterNode
 
-    def getParameterNode(self):
-        return FourDCTParameterNode(super().getParameterNode())
+    @staticmethod
+    def readPhases(folder, allowMissingPhases=False, progress=None, cancel=None):
+        """Read a 4D CT DICOM folder (or 4D file) into temporary files; no scene access."""
+        from FourDCTLib.workflow import read_phases
+
+        return read_phases(str(folder), allow_missing=allowMissingPhases, progress=progress, cancel=cancel)
+
+    @staticmethod
+    def addImported(stack):
+        """Add a read 4D CT as a volume sequence with a browser under its study; returns FourDCTLib.workflow.Imported."""
+        from FourDCTLib.workflow import add_study
+
+        return add_study(slicer.mrmlScene, stack)
 
     def importDicom(self, folder, allowMissingPhases=False, progress=None):
         """Read a 4D CT DICOM folder into a volume sequence with a browser; returns (sequence, browser)."""
-        from CardiacSuiteLib.case import CardiacCase
+        imported = self.addImported(self.readPhases(folder, allowMissingPhases, progress))
+        return imported.sequence, imported.browser
+
+    @staticmethod
+    def readInputs(sequence, segmentation, referencePhase):
+        """What a propagation reads from the scene: the phases and the reference label map (GUI thread)."""
         from FourDCTLib import scene as fourDScene
-        from FourDCTLib.phases import open_4d
+        from FourDCTLib.workflow import read_reference
 
-        stack = open_4d(str(folder), allow_missing=allowMissingPhases, progress=progress)
-        try:
-            self.lastWarnings = list(stack.warnings)
-            sequence, browser = fourDScene.add_phases(slicer.mrmlScene, stack)
-        finally:
-            stack.close()
-        case = CardiacCase.get_or_create(
-            slicer.mrmlScene, f"{sequence.GetName()} study", str(stack.metadata.get("StudyInstanceUID", "")),
-            str(stack.metadata.get("PatientID", "")),
-        )
-        case.set_reference(fourDScene.Role.VOLUME_SEQUENCE, sequence)
-        case.set_reference(fourDScene.Role.BROWSER, browser)
-        return sequence, browser
+        if sequence is None or segmentation is None:
+            raise CardiacSuiteError(_("Select a 4D CT and the segmentation drawn on its reference phase."))
+        stack = fourDScene.phases_from_sequence(sequence)
+        return read_reference(slicer.mrmlScene, stack, segmentation, int(referencePhase), sequence.GetName())
 
-    def propagate(self, sequence, segmentation, referencePhase, method="demons", strategy="reference", gridMm=2.0,
-                  marginMm=20.0, progress=None, cancel=None):
+    @staticmethod
+    def compute(inputs, method=METHODS[0], strategy=STRATEGIES[0], gridMm=2.0, marginMm=20.0, progress=None, cancel=None):
+        """Register every phase and carry the segmentation; no scene access, stops at ``cancel`` between phases."""
+        from FourDCTLib.workflow import propagation_settings, run_propagation
+
+        settings = propagation_settings(method, strategy, float(gridMm), float(marginMm))
+        return run_propagation(inputs, settings, progress, cancel)
+
+    @staticmethod
+    def addResults(inputs, propagation, sequence, caseNode=None, orientation=ORIENTATIONS[0]):
+        """File a propagation under the study and show end diastole beside end systole; returns the InScene."""
+        from CardiacSuiteLib.case import CardiacCase
+        from FourDCTLib.workflow import add_results
+
+        case = CardiacCase(caseNode) if caseNode is not None else None
+        return add_results(slicer.mrmlScene, inputs, propagation, sequence, case=case, orientation=orientation)
+
+    def propagate(self, sequence, segmentation, referencePhase, method=METHODS[0], strategy=STRATEGIES[0], gridMm=2.0,
+                  marginMm=20.0, progress=None, cancel=None, caseNode=None, orientation=ORIENTATIONS[0]):
         """Propagate ``segmentation`` (drawn on phase ``referencePhase``) through ``sequence``; returns the result
         (``nodes``: segmentation and transform sequences, table, plot; ``results``: volumes and QC per phase)."""
-        from FourDCTLib.propagation import PropagationSettings
-        from FourDCTLib.registration import RegistrationSettings
-        from FourDCTLib.workflow import propagate_in_scene
+        inputs = self.readInputs(sequence, segmentation, referencePhase)
+        propagation = self.compute(inputs, method, strategy, gridMm, marginMm, progress, cancel)
+        return self.addResults(inputs, propagation, sequence, caseNode, orientation)
 
-        settings = PropagationSettings(
-            registration=RegistrationSettings(method=method, grid_mm=float(gridMm)),
-            strategy=strategy,
-            margin_mm=float(marginMm),
-        )
-        return propagate_in_scene(
-            slicer.mrmlScene, sequence, segmentation, int(referencePhase), settings, progress=progress, cancel=cancel
-        )
-
-    def showPhases(self, sequence, phasesText="", orientation="Axial", segmentationSequence=None, caseNode=None):
+    @staticmethod
+    def showPhases(sequence, phasesText="", orientation=ORIENTATIONS[0], segmentationSequence=None, caseNode=None):
         """Show the listed phases (positions, or values such as '40%'; default: end diastole and end systole)
         side by side with linked views; returns the FourDCTLib.viewing.MultiPhaseView."""
-        from FourDCTLib import scene as fourDScene
-        from FourDCTLib import viewing
-        from FourDCTLib.phases import PERCENT
+        from CardiacSuiteLib.case import CardiacCase
+        from FourDCTLib.workflow import show_phase_views
 
         if sequence is None:
             raise CardiacSuiteError(_("Select a 4D CT first."))
-        values = [float(sequence.GetNthIndexValue(n)) for n in range(sequence.GetNumberOfDataNodes())]
-        unit = sequence.GetIndexUnit()
-        if phasesText.strip():
-            phases = [self._phasePosition(item.strip(), values, unit) for item in phasesText.split(",") if item.strip()]
-            labels = [f"{values[p]:g} {unit}".strip() for p in phases]
-        else:
-            function = self._caseFunction(caseNode)
-            if function is not None:
-                ed, es = function["ed_phase"], function["es_phase"]
-            else:
-                ed, es = fourDScene.suggest_ed_es(values, unit if unit == PERCENT else "")
-            phases = [ed, es] if ed != es else [ed]
-            labels = [f"ED {values[ed]:g} {unit}".strip(), f"ES {values[es]:g} {unit}".strip()][: len(phases)]
-        return viewing.show_phases(slicer.mrmlScene, sequence, phases, labels, segmentationSequence, orientation)
-
-    @staticmethod
-    def _phasePosition(text, values, unit):
-        if text.endswith("%") or text.endswith("ms"):
-            number = float(text.rstrip("%ms").strip())
-            matches = [n for n, v in enumerate(values) if abs(v - number) < 1e-6]
-            if not matches:
-                raise CardiacSuiteError(_("No phase at {text}.").format(text=text))
-            return matches[0]
-        try:
-            position = int(text)
-        except ValueError:
-            raise CardiacSuiteError(_("'{text}' is not a phase position or a value like 40%.").format(text=text)) from None
-        if not 0 <= position < len(values):
-            raise CardiacSuiteError(_("Phase {n} does not exist (0 to {last}).").format(n=position, last=len(values) - 1))
-        return position
-
-    @staticmethod
-    def _caseFunction(caseNode):
-        if caseNode is None:
-            return None
-        from CardiacSuiteLib.case import CardiacCase
-
-        try:
-            return CardiacCase(caseNode).value("CT4DFunction")
-        except ValueError:
-            return None
+        function = None
+        if caseNode is not None and caseNode.GetAttribute(MODULE_NAME_ATTRIBUTE) == CASE_MODULE_NAME:
+            function = CardiacCase(caseNode).value(Key.CT4D_FUNCTION)
+        return show_phase_views(slicer.mrmlScene, sequence, phasesText, orientation, segmentationSequence, function)
 
     @staticmethod
     def summary(results) -> str:
@@ -517,33 +213,155 @@ class FourDCTLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def firstVolumeSequence():
         """The first sequence of scalar volumes with at least two items in the scene, or None."""
-        for sequence in slicer.util.getNodesByClass("vtkMRMLSequenceNode"):
-            item = sequence.GetNthDataNode(0) if sequence.GetNumberOfDataNodes() > 1 else None
-            if item is not None and item.IsA("vtkMRMLScalarVolumeNode"):
-                return sequence
-        return None
+        from FourDCTLib import scene as fourDScene
 
-    @staticmethod
-    def defaultCase():
-        """The first study (CardiacCase node) in the scene, or None."""
-        from CardiacSuiteLib.case import CardiacCase
+        return fourDScene.first_volume_sequence(slicer.mrmlScene)
 
-        cases = CardiacCase.all(slicer.mrmlScene)
-        return cases[0].node if cases else None
 
-    @staticmethod
-    def describeCase(caseNode) -> list[tuple[str, str]]:
-        """(role, node name) of every node the study references; raises ValueError for a node that is not a study."""
-        from CardiacSuiteLib.case import CardiacCase
+#
+# FourDCTWidget
+#
 
-        case = CardiacCase(caseNode)
-        contents = []
-        for index in range(caseNode.GetNumberOfNodeReferenceRoles()):
-            role = caseNode.GetNthNodeReferenceRole(index)
-            node = case.reference(role)
-            if node is not None:
-                contents.append((role, node.GetName()))
-        return contents
+
+class FourDCTWidget(StudyModuleWidget):
+    """Import, propagation and phase views; the study lifecycle is CardiacSuiteUI.study's, long work LongWork's."""
+
+    logicClass = FourDCTLogic
+    uiFile = "UI/FourDCT.ui"
+
+    def __init__(self, parent=None) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        StudyModuleWidget.__init__(self, parent)
+        self.longWork = None
+
+    def setup(self) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        StudyModuleWidget.setup(self)
+        self.longWork = LongWork(
+            _("4D CT"), self.ui.progressBar, self.ui.cancelButton, self.ui.statusLabel,
+            lockedWidgets=[self.ui.importCollapsibleButton, self.ui.inputsCollapsibleButton],
+            onStateChanged=self._checkCanApply,
+        )
+        self.ui.importButton.connect("clicked(bool)", self.onImportButton)
+        self.ui.currentPhaseButton.connect("clicked(bool)", self.onCurrentPhaseButton)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.showPhasesButton.connect("clicked(bool)", self.onShowPhasesButton)
+        self._checkCanApply()
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        if self.longWork is not None:
+            self.longWork.stop()
+        StudyModuleWidget.cleanup(self)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Called just before the scene is closed: a running job's result is for the closing scene."""
+        if self.longWork is not None:
+            self.longWork.discard()
+        StudyModuleWidget.onSceneStartClose(self, caller, event)
+
+    def initializeParameterNode(self) -> None:
+        """Ensure parameter node exists and observed, with the scene's first 4D CT and study selected."""
+        StudyModuleWidget.initializeParameterNode(self)
+        if not self._parameterNode.inputSequence:
+            self._parameterNode.inputSequence = self.logic.firstVolumeSequence()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Enable the buttons whose inputs are chosen, and keep the results and study sections in sync."""
+        parameterNode = self._parameterNode
+        busy = self.longWork is not None and self.longWork.running
+        sequence = parameterNode.inputSequence if parameterNode else None
+        self.ui.resultsTableView.setMRMLTableNode(parameterNode.outputTable if parameterNode else None)
+        self.ui.importButton.enabled = bool(parameterNode and str(parameterNode.dicomFolder) not in ("", ".")) and not busy
+        self.ui.showPhasesButton.enabled = sequence is not None and not busy
+        self.ui.currentPhaseButton.enabled = sequence is not None
+        if sequence is not None:
+            self.ui.referencePhaseSpinBox.maximum = max(sequence.GetNumberOfDataNodes() - 1, 0)
+        if busy:
+            self.ui.applyButton.toolTip = _("A job is running")
+            self.ui.applyButton.enabled = False
+        elif sequence is None:
+            self.ui.applyButton.toolTip = _("Select a 4D CT (a sequence of volumes)")
+            self.ui.applyButton.enabled = False
+        elif not parameterNode.referenceSegmentation:
+            self.ui.applyButton.toolTip = _("Select the segmentation drawn on the reference phase")
+            self.ui.applyButton.enabled = False
+        else:
+            self.ui.applyButton.toolTip = _("Propagate the segmentation to every phase")
+            self.ui.applyButton.enabled = True
+        self.ui.studyContentsLabel.text = studySummary(parameterNode.cardiacCase if parameterNode else None)
+
+    # ------------------------------------------------------------------------------------------ actions
+
+    def onImportButton(self) -> None:
+        """Read the folder in a worker; the volume sequence enters the scene when it is read."""
+        folder, allowMissing = str(self._parameterNode.dicomFolder), self._parameterNode.allowMissingPhases
+        self.longWork.start(
+            lambda progress, cancel: self.logic.readPhases(folder, allowMissing, progress, cancel),
+            self._onImported, message=_("Reading the 4D CT..."), failureMessage=_("4D CT import failed."),
+        )
+
+    def _onImported(self, stack) -> None:
+        imported = self.logic.addImported(stack)
+        parameterNode = self._parameterNode
+        parameterNode.inputSequence = imported.sequence
+        parameterNode.cardiacCase = imported.case_node
+        slicer.modules.sequences.setToolBarActiveBrowserNode(imported.browser)
+        slicer.util.setSliceViewerLayers(background=imported.browser.GetProxyNode(imported.sequence), fit=True)
+        self.longWork.setStatus(
+            _("Imported {count} phases.").format(count=imported.sequence.GetNumberOfDataNodes())
+            + ("\n" + "\n".join(imported.warnings) if imported.warnings else "")
+        )
+
+    def onCurrentPhaseButton(self) -> None:
+        """Take the reference phase from the phase the sequence browser shows now."""
+        sequence = self._parameterNode.inputSequence
+        browser = slicer.modules.sequences.logic().GetFirstBrowserNodeForSequenceNode(sequence) if sequence else None
+        if browser is not None:
+            self._parameterNode.referencePhase = browser.GetSelectedItemNumber()
+
+    def onApplyButton(self) -> None:
+        """Read the inputs here, register in a worker (Cancel stops it between phases), file the results here."""
+        parameterNode = self._parameterNode
+        sequence = parameterNode.inputSequence
+        inputs = self.longWork.runOnGuiThread(
+            _("Reading the inputs..."),
+            lambda: self.logic.readInputs(sequence, parameterNode.referenceSegmentation, parameterNode.referencePhase),
+        )
+        if inputs is None:
+            return
+        options = (parameterNode.method, parameterNode.strategy, parameterNode.gridMm, parameterNode.marginMm)
+        self.longWork.start(
+            lambda progress, cancel: self.logic.compute(inputs, *options, progress=progress, cancel=cancel),
+            lambda propagation: self._showResult(self.logic.addResults(
+                inputs, propagation, sequence, parameterNode.cardiacCase, parameterNode.orientation)),
+            message=_("Propagating..."), failureMessage=_("Propagation failed."),
+        )
+
+    def onShowPhasesButton(self) -> None:
+        parameterNode = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("The phases cannot be shown."), waitCursor=True):
+            self.logic.showPhases(
+                parameterNode.inputSequence,
+                parameterNode.viewPhases,
+                parameterNode.orientation,
+                parameterNode.outputSegmentationSequence,
+                parameterNode.cardiacCase,
+            )
+            slicer.util.resetSliceViews()
+
+    def _showResult(self, result) -> None:
+        """Keep the result nodes in the parameter node; end diastole and end systole are side by side already."""
+        parameterNode = self._parameterNode
+        parameterNode.outputSegmentationSequence = result.nodes.segmentation_sequence
+        parameterNode.outputTransformSequence = result.nodes.transform_sequence
+        parameterNode.outputTable = result.nodes.table
+        parameterNode.cardiacCase = result.case_node
+        if result.nodes.browser is not None:
+            slicer.modules.sequences.setToolBarActiveBrowserNode(result.nodes.browser)
+        slicer.util.resetSliceViews()
+        self.ui.resultsCollapsibleButton.collapsed = False
+        self.longWork.setStatus(self.logic.summary(result.results))
 
 
 #
@@ -599,7 +417,7 @@ class FourDCTTest(ScriptedLoadableModuleTest):
         trueVolumes = [float((labels == 3).sum()) for labels in truth]
         trueEf = 100.0 * (max(trueVolumes) - min(trueVolumes)) / max(trueVolumes)
         self.assertAlmostEqual(function["ef_pct"], trueEf, delta=8.0)
-        self.assertEqual(result.case_node.GetAttribute("ModuleName"), CARDIAC_CASE)
+        self.assertEqual(result.case_node.GetAttribute(MODULE_NAME_ATTRIBUTE), CASE_MODULE_NAME)
         self.delayDisplay(f"Propagation matches the phantom; CT EF {function['ef_pct']:.1f} % (truth {trueEf:.1f} %)")
 
     def test_PhaseViewsAreLinked(self):
@@ -644,9 +462,9 @@ class FourDCTTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from CardiacSuiteLib import mrml
-        from FourDCTLib import scene as fourDScene
+        from CardiacSuiteLib.image4d import ArrayPhases
         from CardiacSuiteLib.phantoms.ct4d import make_synthetic_phantom
-        from FourDCTLib.phases import ArrayPhases
+        from FourDCTLib import scene as fourDScene
 
         phantom = make_synthetic_phantom(spacing_mm=2.5, phases=phases)
         rendered = [phantom.phase(n) for n in range(phases)] if render else None

@@ -1,9 +1,13 @@
-"""Read any supported image input into an ``ImageSeries``, and write one back to a file.
+"""Read any supported image input into an ``ImageSeries``, and write images back to files.
 
 Inputs: a DICOM folder (searched recursively), one DICOM file, a 3D NRRD/NIfTI/MetaImage file (one frame), or a
 cine/4D file (4D NIfTI, or Slicer's ``.seq.nrrd`` volume sequence). Geometry is always the exact IJK-to-RAS
 matrix; files store LPS (ITK, NRRD) or RAS (NIfTI affine) and are converted on the way in and out. Every
 problem reaches the caller as one ``InputError`` line.
+
+The header parsing here (NRRD layout and voxel type, NIfTI time axis) is shared with ``image4d``, which reads
+the same files one phase at a time, and ``write_seq_nrrd`` writes either an in-memory ``ImageSeries`` or a
+``image4d.PhaseStack`` slab by slab: one reader and one writer for each format.
 """
 
 from __future__ import annotations
@@ -13,12 +17,18 @@ import gzip
 import os
 import re
 import urllib.parse
+from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
 from .imagedata import ImageSeries
+
+if TYPE_CHECKING:
+    from .image4d import PhaseStack
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 IMAGE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
@@ -69,7 +79,7 @@ def read_image_input(path: str | os.PathLike, series_uid: str | None = None) -> 
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
         return dicom.read_dicom_folder(path, series_uid)
-    if _is_dicom_file(path):
+    if is_dicom_file(path):
         series = dicom.read_dicom_file(path)
         uids = series.metadata.get("SeriesInstanceUIDs", [])
         if series_uid and series_uid not in uids:
@@ -93,13 +103,20 @@ def read_image_input(path: str | os.PathLike, series_uid: str | None = None) -> 
     )
 
 
-def _is_dicom_file(path: Path) -> bool:
+def is_dicom_file(path: Path, strict: bool = True) -> bool:
+    """DICOM by its extension or by the 'DICM' marker after the 128-byte preamble.
+
+    A file that cannot be opened is an ``InputError`` when ``strict`` (it was given as the input), and simply
+    not DICOM otherwise (one file among many in a folder).
+    """
     if path.name.lower().endswith(DICOM_SUFFIXES):
         return True
     try:
         with open(path, "rb") as handle:
             return handle.read(132)[128:132] == b"DICM"
     except OSError as exc:
+        if not strict:
+            return False
         raise InputError(f"{path}: cannot be opened ({exc.strerror})") from None
 
 
@@ -168,25 +185,35 @@ def _read_nifti(path: Path) -> ImageSeries:
     series = _read_itk(path)
     if not series.is_dynamic:
         return series
+    header = load_nifti(path).header
+    series.frame_times_ms = nifti_frame_times(header, series.frames.shape[0])
+    if series.frame_times_ms is None:
+        series.warnings.append(
+            f"the 4th axis has no time step in a known unit (pixdim {float(header['pixdim'][4]):g}, unit "
+            f"'{header.get_xyzt_units()[1]}'): frames are numbered, not timed"
+        )
+    return series
+
+
+def load_nifti(path: Path):
+    """The nibabel image (header and lazy data) of a NIfTI file."""
     import nibabel
 
     try:
-        header = nibabel.load(str(path)).header
+        return nibabel.load(str(path))
     except Exception as exc:  # nibabel raises several types for damaged headers
         raise InputError(f"{path}: NIfTI header could not be read ({exc})") from None
+
+
+def nifti_frame_times(header, count: int) -> list[float] | None:
+    """Times (ms) of the frames of a 4D NIfTI from its time step, unit and offset; None when it states none."""
     step = float(header["pixdim"][4])
     offset = float(header["toffset"]) if "toffset" in header else 0.0
     unit = header.get_xyzt_units()[1]
-    count = series.frames.shape[0]
-    if unit in ("sec", "msec", "usec") and step > 0:
-        scale = {"sec": 1000.0, "msec": 1.0, "usec": 1e-3}[unit]
-        series.frame_times_ms = [(offset + index * step) * scale for index in range(count)]
-    else:
-        series.warnings.append(
-            f"the 4th axis has no time step in a known unit (pixdim {step:g}, unit '{unit}'): frames are numbered, "
-            "not timed"
-        )
-    return series
+    if unit not in ("sec", "msec", "usec") or step <= 0:
+        return None
+    scale = {"sec": 1000.0, "msec": 1.0, "usec": 1e-3}[unit]
+    return [(offset + index * step) * scale for index in range(count)]
 
 
 # ---------------------------------------------------------------------------------------------- NRRD
@@ -242,6 +269,11 @@ def _nrrd_strings(text: str) -> list[str]:
     return re.findall(r'"([^"]*)"', text)
 
 
+def is_seq_nrrd(path: str | os.PathLike) -> bool:
+    """A NRRD file with one non-spatial axis: a volume sequence rather than one volume."""
+    return _nrrd_list_axis(read_nrrd_header(path)) is not None
+
+
 def _nrrd_list_axis(header: dict) -> int | None:
     """Index of the non-spatial (sequence) axis of a 4D NRRD, or None for an ordinary volume."""
     fields = header["fields"]
@@ -267,8 +299,31 @@ def _space_signs(space: str, path: Path) -> np.ndarray:
     return np.array([toward[p] for p in parts])
 
 
-def read_seq_nrrd(path: str | os.PathLike, header: dict | None = None) -> ImageSeries:
-    """A Slicer volume sequence (``.seq.nrrd``): the list axis first or last, index values as frame times."""
+@dataclass
+class SeqNrrdLayout:
+    """Where the phases of a ``.seq.nrrd`` lie and how they are placed and indexed, from its header."""
+
+    list_axis: int  # 0: the phase axis is the fastest in the file (as Slicer writes it); 3: the slowest
+    sizes: list[int]  # NRRD order, fastest axis first
+    ijk_to_ras: np.ndarray
+    label: str  # index name, e.g. 'time' or 'cardiac phase'
+    unit: str  # index unit, e.g. 'ms' or '%'
+    values: list[str]  # index values as written (may be empty)
+    index_type: str
+
+    @property
+    def count(self) -> int:
+        return self.sizes[self.list_axis]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One volume as ``[K, J, I]``."""
+        spatial = [s for axis, s in enumerate(self.sizes) if axis != self.list_axis]
+        return spatial[2], spatial[1], spatial[0]
+
+
+def seq_nrrd_layout(path: str | os.PathLike, header: dict | None = None) -> SeqNrrdLayout:
+    """Geometry and sequence index of a Slicer volume sequence file, from its header alone."""
     path = Path(path)
     header = header or read_nrrd_header(path)
     fields, pairs = header["fields"], header["pairs"]
@@ -292,22 +347,41 @@ def read_seq_nrrd(path: str | os.PathLike, header: dict | None = None) -> ImageS
     for column, direction in enumerate(spatial):
         matrix[:3, column] = direction * signs
     matrix[:3, 3] = origin * signs
+    return SeqNrrdLayout(
+        list_axis=list_axis,
+        sizes=sizes,
+        ijk_to_ras=matrix,
+        label=(_nrrd_strings(fields.get("labels", "")) + [""] * 4)[list_axis],
+        unit=(_nrrd_strings(fields.get("units", "")) + [""] * 4)[list_axis],
+        values=[urllib.parse.unquote(v) for v in pairs.get(f"axis {list_axis} index values", "").split()],
+        index_type=pairs.get(f"axis {list_axis} index type", "numeric").strip(),
+    )
+
+
+def seq_nrrd_name(path: Path) -> str:
+    """The image's name: the file name without ``.seq.nrrd`` (or its image suffix)."""
+    return path.name[: -len(".seq.nrrd")] if path.name.lower().endswith(".seq.nrrd") else image_name(path)
+
+
+def read_seq_nrrd(path: str | os.PathLike, header: dict | None = None) -> ImageSeries:
+    """A Slicer volume sequence (``.seq.nrrd``): the list axis first or last, index values as frame times."""
+    path = Path(path)
+    header = header or read_nrrd_header(path)
+    layout = seq_nrrd_layout(path, header)
+    label, unit, sizes = layout.label, layout.unit, layout.sizes
 
     array = _read_nrrd_data(path, header, sizes)
     # NRRD lists the fastest axis first; numpy's C order is the reverse.
     array = array.reshape(sizes[::-1])
-    frames = array.transpose(3, 0, 1, 2) if list_axis == 0 else array
+    frames = array.transpose(3, 0, 1, 2) if layout.list_axis == 0 else array
     count = frames.shape[0]
 
     warnings: list[str] = []
-    label = (_nrrd_strings(fields.get("labels", "")) + [""] * 4)[list_axis]
-    unit = (_nrrd_strings(fields.get("units", "")) + [""] * 4)[list_axis]
-    raw_values = pairs.get(f"axis {list_axis} index values", "").split()
-    index_type = pairs.get(f"axis {list_axis} index type", "numeric").strip()
+    index_type = layout.index_type
     metadata: dict = {"Format": "NRRD volume sequence", "SequenceIndexName": label, "SequenceIndexUnit": unit}
     frame_times = None
-    if raw_values:
-        values = [urllib.parse.unquote(v) for v in raw_values]
+    if layout.values:
+        values = layout.values
         if len(values) != count:
             raise InputError(f"{path}: {len(values)} index values for {count} frames; the header is inconsistent")
         metadata["SequenceIndexValues"] = values
@@ -326,19 +400,19 @@ def read_seq_nrrd(path: str | os.PathLike, header: dict | None = None) -> ImageS
         warnings.append(
             f"sequence index '{label or 'frame'}' is not a time in a known unit: frames are numbered, not timed"
         )
-    name = path.name[: -len(".seq.nrrd")] if path.name.lower().endswith(".seq.nrrd") else image_name(path)
     return ImageSeries(
         frames=np.ascontiguousarray(frames).astype(np.float32, copy=False),
-        ijk_to_ras=matrix,
+        ijk_to_ras=layout.ijk_to_ras,
         frame_times_ms=frame_times,
-        name=name,
+        name=seq_nrrd_name(path),
         source=str(path),
         metadata=metadata,
         warnings=warnings,
     )
 
 
-def _read_nrrd_data(path: Path, header: dict, sizes: list[int]) -> np.ndarray:
+def nrrd_dtype(path: Path, header: dict) -> np.dtype:
+    """The voxel type of a NRRD file, in the file's byte order."""
     fields = header["fields"]
     type_name = fields.get("type", "").lower()
     if type_name not in NRRD_TO_NUMPY:
@@ -346,6 +420,12 @@ def _read_nrrd_data(path: Path, header: dict, sizes: list[int]) -> np.ndarray:
     dtype = np.dtype(NRRD_TO_NUMPY[type_name])
     if dtype.itemsize > 1:
         dtype = dtype.newbyteorder("<" if fields.get("endian", "little").lower() == "little" else ">")
+    return dtype
+
+
+def _read_nrrd_data(path: Path, header: dict, sizes: list[int]) -> np.ndarray:
+    fields = header["fields"]
+    dtype = nrrd_dtype(path, header)
     encoding = fields.get("encoding", "raw").lower()
     data_file = fields.get("data file") or fields.get("datafile")
     try:
@@ -418,34 +498,53 @@ def seq_nrrd_header(
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
-def write_seq_nrrd(series: ImageSeries, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write a series as Slicer's volume sequence file: list axis first, frame times as index values.
+def write_seq_nrrd(
+    image: ImageSeries | PhaseStack,
+    path: str | os.PathLike,
+    compress: bool = True,
+    chunk_slices: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> Path:
+    """Write a series or a phase stack as Slicer's volume sequence file, list axis first as Slicer writes it.
 
-    Slicer reads the result into a volume sequence (index name 'time', unit 'ms'); ``read_image_input`` reads it
-    back with the same geometry and times.
+    A few slices of every frame are written at a time, so a stack whose phases live on disk is never in memory
+    whole. An ``ImageSeries`` is indexed by its frame times ('time', 'ms') or numbered ('frame'); a stack by its
+    own index (the cardiac phase in % when known). Slicer reads the result into a volume sequence and
+    ``read_image_input`` / ``image4d.open_4d`` read it back with the same geometry and index.
     """
     path = Path(path)
-    frames = np.asarray(series.frames)
-    if frames.ndim != 4:
-        raise InputError(f"{path}: a volume sequence needs frames [T, K, J, I], got shape {frames.shape}")
-    if frames.dtype not in NRRD_TYPES:
-        frames = frames.astype(np.float32)
-    count = frames.shape[0]
-    if series.frame_times_ms is not None:
-        if len(series.frame_times_ms) != count:
-            raise InputError(f"{path}: {len(series.frame_times_ms)} frame times for {count} frames")
-        label, unit, values = "time", "ms", [f"{float(t):.10g}" for t in series.frame_times_ms]
-    else:
-        label, unit, values = "frame", "", [str(n) for n in range(count)]
-    header = seq_nrrd_header(NRRD_TYPES[frames.dtype], frames.shape, series.ijk_to_ras, label, unit, values, compress)
-    # the list axis is the fastest in the file: [K, J, I, T] in C order
-    data = np.ascontiguousarray(frames.transpose(1, 2, 3, 0), dtype=frames.dtype.newbyteorder("<")).tobytes()
-    if compress:
-        data = gzip.compress(data, compresslevel=1)
+    if isinstance(image, ImageSeries):
+        from .image4d import ArrayPhases
+
+        frames = np.asarray(image.frames)
+        if frames.ndim != 4:
+            raise InputError(f"{path}: a volume sequence needs frames [T, K, J, I], got shape {frames.shape}")
+        if image.frame_times_ms is not None and len(image.frame_times_ms) != frames.shape[0]:
+            raise InputError(f"{path}: {len(image.frame_times_ms)} frame times for {frames.shape[0]} frames")
+        image = ArrayPhases.from_series(image)
+    count, (k, j, i) = image.count, image.shape
+    dtype = image.dtype if image.dtype in NRRD_TYPES else np.dtype(np.float32)
+    values = [f"{v:.10g}" for v in image.index_values]
+    header = seq_nrrd_header(NRRD_TYPES[dtype], (count, k, j, i), image.ijk_to_ras, image.index_name or "phase",
+                             image.index_unit, values, compress)
+    slab = chunk_slices or max(1, (32 << 20) // max(count * j * i * dtype.itemsize, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         handle.write(header)
-        handle.write(data)
+        sink = gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) if compress else handle
+        try:
+            for k0 in range(0, k, slab):
+                k1 = min(k0 + slab, k)
+                # the list axis is the fastest in the file: [K, J, I, T] in C order
+                block = np.empty((k1 - k0, j, i, count), dtype=dtype.newbyteorder("<"))
+                for index in range(count):
+                    block[..., index] = image.read(index)[k0:k1]
+                sink.write(block.tobytes())
+                if progress is not None:
+                    progress(k1 / k, f"writing {path.name}")
+        finally:
+            if compress:
+                sink.close()
     return path
 
 

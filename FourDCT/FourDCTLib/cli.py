@@ -1,7 +1,8 @@
 """``cardiacsuite import-4d`` and ``cardiacsuite propagate``: 4D CT on the command line.
 
-Both read the study one phase at a time (see ``phases``), so a long high-resolution study never sits in
-memory whole; outputs are written into ``--out`` only when everything has succeeded.
+Both read the study one phase at a time (see ``CardiacSuiteLib.image4d``), so a long high-resolution study
+never sits in memory whole; outputs are written into ``--out`` only when everything has succeeded. ``propagate``
+runs the module's own workflow (``workflow``), so its scene is the one the Slicer module makes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from CardiacSuiteLib.cli import Progress, staged_output, write_json
 from CardiacSuiteLib.errors import InputError
 
-SCENE_VOLUMES = ("box", "full", "none")
+from .choices import METHODS, SCENE_VOLUMES, STRATEGIES
 
 
 def add_commands(commands) -> None:
@@ -46,14 +47,14 @@ def add_commands(commands) -> None:
     propagate.add_argument("--reference-phase", required=True,
                            help="the phase the segmentation was made on: a position 0..N-1, or a value such as 75%%")
     propagate.add_argument("--out", required=True, help="output folder")
-    propagate.add_argument("--method", choices=("demons", "diffeomorphic-demons", "bspline"), default="demons",
+    propagate.add_argument("--method", choices=METHODS, default=METHODS[0],
                            help="deformable registration (default: demons, symmetric forces)")
-    propagate.add_argument("--strategy", choices=("reference", "sequential"), default="reference",
+    propagate.add_argument("--strategy", choices=STRATEGIES, default=STRATEGIES[0],
                            help="register each phase to the reference (default) or to its neighbour, composing")
     propagate.add_argument("--grid", type=float, default=2.0, help="registration voxel size in mm (default 2)")
     propagate.add_argument("--margin", type=float, default=20.0,
                            help="box around the reference segmentation that is registered, mm (default 20)")
-    propagate.add_argument("--scene-volumes", choices=SCENE_VOLUMES, default="box",
+    propagate.add_argument("--scene-volumes", choices=SCENE_VOLUMES, default=SCENE_VOLUMES[0],
                            help="volumes in scene.mrb: cropped to the registered box (default), the full images, or none")
     propagate.add_argument("--series", help="SeriesInstanceUID of one series of the acquisition to load")
     propagate.add_argument("--allow-missing-phases", action="store_true",
@@ -66,19 +67,24 @@ def _inputs(args) -> list[str] | str:
     return args.input[0] if len(args.input) == 1 else args.input
 
 
+def _warn(stack) -> None:
+    for warning in stack.warnings:
+        print(f"cardiacsuite: warning: {warning}", file=sys.stderr)
+
+
 def import_4d(args: argparse.Namespace) -> int:
-    from .phases import open_4d, write_seq_nrrd
+    from CardiacSuiteLib.imageio import write_seq_nrrd
+
+    from .workflow import read_phases
 
     out = Path(args.out)
     if not out.name.lower().endswith(".seq.nrrd"):
         raise InputError(f"{out}: the output must be a .seq.nrrd file (a Slicer volume sequence)")
     started = time.perf_counter()
     progress = Progress(args.quiet)
-    stack = open_4d(_inputs(args), allow_missing=args.allow_missing_phases, series_uid=args.series,
-                    progress=lambda f, m: progress(0.8 * f, m))
+    stack = read_phases(_inputs(args), args.allow_missing_phases, args.series, lambda f, m: progress(0.8 * f, m))
     try:
-        for warning in stack.warnings:
-            print(f"cardiacsuite: warning: {warning}", file=sys.stderr)
+        _warn(stack)
         with staged_output(out.parent) as staging:
             write_seq_nrrd(stack, staging / out.name, progress=lambda f, m: progress(0.8 + 0.2 * f, m))
         progress(1.0, f"wrote {out}")
@@ -94,102 +100,52 @@ def import_4d(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_reference_segmentation(scene, path: Path, stack, reference_phase: int):
-    """The reference segmentation as a label map on the 4D grid, and its segments."""
+def load_segmentation_file(scene, path: Path):
+    """The reference segmentation file as a node in ``scene``."""
     from CardiacSuiteLib import mrml
-
-    from . import scene as fourd_scene
 
     if not path.exists():
         raise InputError(f"{path}: no such file")
     try:
-        node = mrml.load_segmentation(scene, path)
+        return mrml.load_segmentation(scene, path)
     except ValueError as error:
         raise InputError(f"{path}: not a readable segmentation (.seg.nrrd): {error}") from None
-    grid = fourd_scene.reference_volume_node(scene, stack, reference_phase)
-    try:
-        labels, segments = fourd_scene.labels_from_segmentation(node, grid)
-    finally:
-        scene.RemoveNode(grid)
-    if not labels.any():
-        raise InputError(f"{path}: the segmentation does not overlap the 4D CT; segment the reference phase of this study")
-    return node, labels, segments
 
 
 def propagate_command(args: argparse.Namespace) -> int:
+    """Read the files, run the module's workflow on them, and write its scene and results."""
     from CardiacSuiteLib import mrml
     from CardiacSuiteLib.app import create_app
-    from CardiacSuiteLib.case import CardiacCase
 
-    from . import scene as fourd_scene
-    from . import viewing
-    from .phases import open_4d
-    from .propagation import PropagationSettings, propagate
-    from .registration import RegistrationSettings
-    from .workflow import parse_reference_phase, results_document, structure_table
+    from . import workflow
 
     started = time.perf_counter()
     progress = Progress(args.quiet)
-    if args.grid <= 0 or args.margin < 0:
-        raise InputError("--grid must be positive and --margin not negative (mm)")
-    stack = open_4d(_inputs(args), allow_missing=args.allow_missing_phases, series_uid=args.series,
-                    progress=lambda f, m: progress(0.1 * f, m))
+    settings = workflow.propagation_settings(args.method, args.strategy, args.grid, args.margin)
+    stack = workflow.read_phases(_inputs(args), args.allow_missing_phases, args.series, lambda f, m: progress(0.1 * f, m))
     app = create_app()
     try:
-        for warning in stack.warnings:
-            print(f"cardiacsuite: warning: {warning}", file=sys.stderr)
-        reference = parse_reference_phase(args.reference_phase, stack)
+        _warn(stack)
         scene = app.scene
-        segmentation_node, labels, segments = load_reference_segmentation(scene, Path(args.segmentation), stack, reference)
+        reference = workflow.parse_reference_phase(args.reference_phase, stack)
+        segmentation = load_segmentation_file(scene, Path(args.segmentation))
+        inputs = workflow.read_reference(scene, stack, segmentation, reference)
         loaded = time.perf_counter()
-        settings = PropagationSettings(
-            registration=RegistrationSettings(method=args.method, grid_mm=args.grid),
-            strategy=args.strategy,
-            margin_mm=args.margin,
-        )
-        try:
-            result = propagate(stack, reference, labels, segments, settings,
-                               progress=lambda f, m: progress(0.1 + 0.75 * f, m))
-        except ValueError as error:
-            raise InputError(str(error)) from None
+        result = workflow.run_propagation(inputs, settings, progress=lambda f, m: progress(0.1 + 0.75 * f, m))
         propagated = time.perf_counter()
-        document = results_document(result, stack)
 
         progress(0.87, "building the scene")
-        name = stack.name or "4D CT"
         out_dir = Path(args.out)
         with staged_output(out_dir) as staging:
-            nodes = fourd_scene.add_propagation(scene, result, stack, name)
             for index, phase in enumerate(result.phases):
                 label = stack.index_label(index).replace(" ", "").replace("%", "pct")
                 _save_labels(scene, phase.labels, result, staging / "segmentations" / f"phase_{index:02d}_{label}.seg.nrrd")
-            result.release()  # the scene holds the segmentations and transforms now
-            volume_sequence = None
-            if args.scene_volumes != "none":
-                box = result.box if args.scene_volumes == "box" else None
-                volume_sequence, _ = fourd_scene.add_phases(scene, stack, name, box, browser=nodes.browser)
-            case = CardiacCase.get_or_create(scene, f"{name} study", str(stack.metadata.get("StudyInstanceUID", "")),
-                                             str(stack.metadata.get("PatientID", "")))
-            if volume_sequence is not None:
-                case.set_reference(fourd_scene.Role.VOLUME_SEQUENCE, volume_sequence)
-            case.set_reference(fourd_scene.Role.BROWSER, nodes.browser)
-            case.set_reference(fourd_scene.Role.SEGMENTATION_SEQUENCE, nodes.segmentation_sequence)
-            case.set_reference(fourd_scene.Role.TRANSFORM_SEQUENCE, nodes.transform_sequence)
-            case.set_reference(fourd_scene.Role.TABLE, nodes.table)
-            case.set_reference(fourd_scene.Role.REFERENCE_SEGMENTATION, segmentation_node)
-            if "lv_function" in document:
-                case.set_value("CT4DFunction", document["lv_function"])
-            if volume_sequence is not None:
-                function = document.get("lv_function")
-                lv_curve = [p["structures"][function["structure"]]["volume_ml"] for p in document["phases"]] if function else None
-                ed, es = fourd_scene.suggest_ed_es(stack.index_values, stack.index_unit, lv_curve)
-                phases = [ed, es] if ed != es else [ed]
-                labels_text = [f"ED {stack.index_label(ed)}", f"ES {stack.index_label(es)}"][: len(phases)]
-                viewing.show_phases(scene, volume_sequence, phases, labels_text, nodes.segmentation_sequence)
+            outcome = workflow.add_results(scene, inputs, result, scene_volumes=args.scene_volumes, release=True)
+            document = outcome.results
 
             progress(0.9, "writing the results")
-            mrml.save_node(nodes.segmentation_sequence, staging / "segmentation.seq.mrb")
-            mrml.save_node(nodes.transform_sequence, staging / "transforms.seq.nrrd")
+            mrml.save_node(outcome.nodes.segmentation_sequence, staging / "segmentation.seq.mrb")
+            mrml.save_node(outcome.nodes.transform_sequence, staging / "transforms.seq.nrrd")
             scene.SetRootDirectory(str(staging))
             if not scene.WriteToMRB(str(staging / "scene.mrb")):
                 raise InputError(f"could not write the scene bundle to {out_dir}")
@@ -214,7 +170,7 @@ def propagate_command(args: argparse.Namespace) -> int:
     finally:
         stack.close()
         app.scene.Clear(True)
-    for line in structure_table(document):
+    for line in workflow.structure_table(document):
         print(line)
     function = document.get("lv_function")
     if function is not None and function.get("ef_pct") is not None:

@@ -27,12 +27,11 @@ from typing import Protocol
 import numpy as np
 
 from CardiacSuiteLib import geometry
+from CardiacSuiteLib.geometry import Box
 
 from . import registration
-from CardiacSuiteLib.geometry import Box
+from .choices import STRATEGIES
 from .registration import RegistrationSettings
-
-STRATEGIES = ("reference", "sequential")
 
 
 class PhaseReader(Protocol):
@@ -60,7 +59,7 @@ class Segment:
 @dataclass(frozen=True)
 class PropagationSettings:
     registration: RegistrationSettings = RegistrationSettings()
-    strategy: str = "reference"
+    strategy: str = STRATEGIES[0]
     margin_mm: float = 20.0  # box around the reference segmentation that is registered
     # Review flags: a phase is flagged when its similarity after registration is a low outlier among the phases
     # (below the median by more than `ncc_outlier_mads` scaled MADs, and by at least `ncc_min_drop`), when

@@ -22,12 +22,12 @@ import numpy as np
 
 from CardiacSuiteLib import geometry
 
-METHODS = ("demons", "diffeomorphic-demons", "bspline")
+from .choices import METHODS
 
 
 @dataclass(frozen=True)
 class RegistrationSettings:
-    method: str = "demons"
+    method: str = METHODS[0]
     grid_mm: float = 1.5  # voxel size of the finest registration level
     levels: tuple[int, ...] = (4, 2, 1)  # pyramid: voxel size multiples of grid_mm, coarse to fine
     iterations: tuple[int, ...] = (60, 40, 10)  # per level

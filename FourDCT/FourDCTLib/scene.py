@@ -18,23 +18,11 @@ import vtk
 from vtk.util import numpy_support
 
 import slicer
-from CardiacSuiteLib import mrml
+from CardiacSuiteLib import geometry, mrml
 from CardiacSuiteLib.errors import InputError
+from CardiacSuiteLib.image4d import PERCENT, PHASE_INDEX_NAME, CallablePhases, PhaseStack, check_same_grid
 
-from CardiacSuiteLib import geometry
-from .phases import PERCENT, PHASE_INDEX_NAME, CallablePhases, PhaseStack
 from .propagation import Propagation, Segment
-
-
-class Role:
-    """Node-reference roles FourDCT sets on the study's CardiacCase node."""
-
-    VOLUME_SEQUENCE = "CT4DSequence"
-    BROWSER = "CT4DBrowser"
-    SEGMENTATION_SEQUENCE = "CT4DSegmentationSequence"
-    TRANSFORM_SEQUENCE = "CT4DTransformSequence"
-    TABLE = "CT4DTable"
-    REFERENCE_SEGMENTATION = "CT4DReferenceSegmentation"
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -80,8 +68,33 @@ def _index_text(value: float) -> str:
     return f"{value:g}"
 
 
+def first_volume_sequence(scene):
+    """The first sequence of scalar volumes with at least two items in the scene, or None."""
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode")):
+        sequence = scene.GetNthNodeByClass(index, "vtkMRMLSequenceNode")
+        item = sequence.GetNthDataNode(0) if sequence.GetNumberOfDataNodes() > 1 else None
+        if item is not None and item.IsA("vtkMRMLScalarVolumeNode"):
+            return sequence
+    return None
+
+
+def index_values(sequence_node) -> list[float]:
+    """The sequence's index values as numbers (a value that is not a number counts as its position)."""
+    values = []
+    for index in range(sequence_node.GetNumberOfDataNodes()):
+        try:
+            values.append(float(sequence_node.GetNthIndexValue(index)))
+        except ValueError:
+            values.append(float(index))
+    return values
+
+
 def phases_from_sequence(sequence_node) -> PhaseStack:
-    """The phases of a volume sequence node, read from the scene one at a time (no copy of the whole study)."""
+    """The phases of a volume sequence node without a copy of the whole study.
+
+    Every phase's grid is checked and its voxels taken as a view of the volume's own array here, so reading a
+    phase later touches no scene node: the stack can be handed to work that runs off the GUI thread.
+    """
     count = sequence_node.GetNumberOfDataNodes()
     if count < 2:
         raise InputError(
@@ -92,26 +105,17 @@ def phases_from_sequence(sequence_node) -> PhaseStack:
         raise InputError(f"'{sequence_node.GetName()}' is not a sequence of scalar volumes")
     ijk_to_ras = mrml.ijk_to_ras(first)
     shape = tuple(first.GetImageData().GetDimensions()[::-1])
-    values = []
+    views = []
     for index in range(count):
-        try:
-            values.append(float(sequence_node.GetNthIndexValue(index)))
-        except ValueError:
-            values.append(float(index))
-    unit = sequence_node.GetIndexUnit() or ""
-
-    def reader(index: int) -> np.ndarray:
         node = sequence_node.GetNthDataNode(index)
-        from .phases import check_same_grid
-
         check_same_grid(
             sequence_node.GetNthIndexValue(0), ijk_to_ras, sequence_node.GetNthIndexValue(index), mrml.ijk_to_ras(node),
             shape, tuple(node.GetImageData().GetDimensions()[::-1]),
         )
-        return _array_view(node)
-
+        views.append(_array_view(node))
+    unit = sequence_node.GetIndexUnit() or ""
     stack = CallablePhases(
-        reader, count, ijk_to_ras, shape, _vtk_dtype(first), values,
+        views.__getitem__, count, ijk_to_ras, shape, views[0].dtype, index_values(sequence_node),
         index_name=sequence_node.GetIndexName() or PHASE_INDEX_NAME, index_unit=unit, name=sequence_node.GetName(),
         source=sequence_node.GetName(),
     )
@@ -122,10 +126,6 @@ def _array_view(volume_node) -> np.ndarray:
     image = volume_node.GetImageData()
     dims = image.GetDimensions()
     return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
-
-
-def _vtk_dtype(volume_node):
-    return numpy_support.vtk_to_numpy(volume_node.GetImageData().GetPointData().GetScalars()).dtype
 
 
 def labels_from_segmentation(segmentation_node, reference_volume) -> tuple[np.ndarray, list[Segment]]:

@@ -16,12 +16,13 @@ from xml.sax.saxutils import escape
 import vtk
 
 import slicer
+from CardiacSuiteLib.vocabulary import Attribute
+
+from .choices import ORIENTATIONS
 
 LAYOUT_ID = 6401  # a custom layout id, away from Slicer's built-in ones
 VIEW_TAG = "FourDCT"
-BROWSER_ATTRIBUTE = "FourDCT.ViewBrowser"
 VIEW_COLOR = "#2E86AB"
-ORIENTATIONS = ("Axial", "Sagittal", "Coronal")
 
 
 @dataclass
@@ -34,7 +35,7 @@ class MultiPhaseView:
     browsers: list
 
 
-def layout_description(labels: Sequence[str], orientation: str = "Axial") -> str:
+def layout_description(labels: Sequence[str], orientation: str = ORIENTATIONS[0]) -> str:
     """Slice views side by side (two rows from five views up), each labelled with its phase."""
     count = len(labels)
     per_row = count if count <= 4 else (count + 1) // 2
@@ -92,11 +93,16 @@ def _composite_node(scene, tag: str):
     return scene.AddNode(node)
 
 
+def is_view_browser(browser) -> bool:
+    """A browser made here to hold one view at its phase (not the browser that plays the study)."""
+    return bool(browser.GetAttribute(Attribute.FOURDCT_VIEW_BROWSER))
+
+
 def remove_phase_views(scene) -> None:
     """Remove the per-view browsers (and their proxies) of an earlier multi-phase view."""
     for index in reversed(range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode"))):
         browser = scene.GetNthNodeByClass(index, "vtkMRMLSequenceBrowserNode")
-        if browser.GetAttribute(BROWSER_ATTRIBUTE):
+        if is_view_browser(browser):
             proxies = []
             sequences = vtk.vtkCollection()
             browser.GetSynchronizedSequenceNodes(sequences, True)
@@ -115,7 +121,7 @@ def show_phases(
     phases: Sequence[int],
     labels: Sequence[str] | None = None,
     segmentation_sequence=None,
-    orientation: str = "Axial",
+    orientation: str = ORIENTATIONS[0],
     window_level: tuple[float, float] | None = (800.0, 200.0),
 ) -> MultiPhaseView:
     """Show ``phases`` of ``volume_sequence`` side by side (and the segmentation at each phase, if given)."""
@@ -150,7 +156,7 @@ def show_phases(
         composite = _composite_node(scene, tag)
 
         browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"FourDCT view {n + 1} ({label})")
-        browser.SetAttribute(BROWSER_ATTRIBUTE, tag)
+        browser.SetAttribute(Attribute.FOURDCT_VIEW_BROWSER, tag)
         browser.SetAndObserveMasterSequenceNodeID(volume_sequence.GetID())
         if segmentation_sequence is not None:
             browser.AddSynchronizedSequenceNode(segmentation_sequence)

@@ -1,8 +1,13 @@
-"""The FourDCT jobs as the module and the command line run them: propagate, summarise, file under the study.
+"""The FourDCT jobs as the module and the command line run them: import, propagate, summarise, file, show.
 
-``propagate_in_scene`` is what the Slicer module's Apply does (inputs are scene nodes, results become scene
-nodes); the command line reads files into a ``PhaseStack`` and calls ``propagation.propagate`` and
-``results_document`` itself, so that a long study is never loaded into a scene whole.
+Import is ``read_phases`` (files into temporary per-phase files, no scene) then ``add_study``. Propagation is
+one workflow for both faces, in three steps so that the Slicer module can run the long one off the GUI thread:
+``read_reference`` takes what a propagation needs from the scene (the reference segmentation as a label map on
+the 4D grid), ``run_propagation`` computes without touching the scene (and stops at the cancel token between
+phases), and ``add_results`` files the results in the scene: sequences, table, plot, the study's references and
+end diastole beside end systole. The module reads its 4D CT from a scene sequence, the command line from files
+(one phase at a time, so that a long study never sits in the scene whole); what each adds to the scene is the
+same. ``propagate_in_scene`` runs the three steps in a row for scripts and tests.
 """
 
 from __future__ import annotations
@@ -13,11 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from CardiacSuiteLib.case import CardiacCase, Key, Role
 from CardiacSuiteLib.errors import InputError
+from CardiacSuiteLib.image4d import PERCENT, PhaseStack, format_index, open_4d
 
 from . import scene as fourd_scene
-from .phases import PhaseStack
+from . import viewing
+from .choices import METHODS, ORIENTATIONS, SCENE_VOLUMES, STRATEGIES
 from .propagation import Propagation, PropagationSettings, Segment, propagate
+from .registration import RegistrationSettings
+
+ProgressCallback = Callable[[float, str], None]
 
 # Segment names that mean each structure (lower case, compared after removing punctuation).
 STRUCTURE_NAMES = {
@@ -38,8 +49,13 @@ def find_structure(segments: Sequence[Segment], structure: str) -> Segment | Non
     return None
 
 
-def parse_reference_phase(text: str | int, stack: PhaseStack) -> int:
-    """'3' is the fourth phase (0-based position); '75%' or '350ms' is the phase with that index value."""
+def parse_phase(text: str | int, index_values: Sequence[float], index_unit: str, index_name: str = "phase",
+                what: str = "phase") -> int:
+    """'3' is the fourth phase (0-based position); '75%' or '350ms' is the phase with that index value.
+
+    ``what`` names the phase in messages (e.g. 'reference phase').
+    """
+    count = len(index_values)
     if isinstance(text, int):
         position = text
     else:
@@ -47,25 +63,30 @@ def parse_reference_phase(text: str | int, stack: PhaseStack) -> int:
         match = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*(%|ms)", text)
         if match:
             value, unit = float(match.group(1)), match.group(2)
-            if unit != stack.index_unit:
+            if unit != index_unit:
                 raise InputError(
-                    f"reference phase '{text}' is in {unit}, but the phases are indexed by "
-                    f"{stack.index_name} ({stack.index_unit or 'no unit'}); give a position 0 to {stack.count - 1}"
+                    f"{what} '{text}' is in {unit}, but the phases are indexed by {index_name} "
+                    f"({index_unit or 'no unit'}); give a position 0 to {count - 1}"
                 )
-            matches = [n for n, v in enumerate(stack.index_values) if abs(v - value) < 1e-6]
+            matches = [n for n, v in enumerate(index_values) if abs(v - value) < 1e-6]
             if not matches:
-                listing = ", ".join(stack.index_label(n) for n in range(stack.count))
+                listing = ", ".join(format_index(v, index_unit) for v in index_values)
                 raise InputError(f"no phase at {text}; the phases are {listing}")
             return matches[0]
         try:
             position = int(text)
         except ValueError:
             raise InputError(
-                f"reference phase '{text}' is neither a position (0 to {stack.count - 1}) nor a value like '75%'"
+                f"{what} '{text}' is neither a position (0 to {count - 1}) nor a value like '75%'"
             ) from None
-    if not 0 <= position < stack.count:
-        raise InputError(f"reference phase {position} is not one of the {stack.count} phases (0 to {stack.count - 1})")
+    if not 0 <= position < count:
+        raise InputError(f"{what} {position} is not one of the {count} phases (0 to {count - 1})")
     return position
+
+
+def parse_reference_phase(text: str | int, stack: PhaseStack) -> int:
+    """The reference phase given as a position or an index value (see ``parse_phase``)."""
+    return parse_phase(text, stack.index_values, stack.index_unit, stack.index_name, "reference phase")
 
 
 def results_document(propagation: Propagation, stack: PhaseStack, lv: Segment | None = None) -> dict:
@@ -116,33 +137,91 @@ def results_document(propagation: Propagation, stack: PhaseStack, lv: Segment | 
     return document
 
 
+# ---------------------------------------------------------------------------------------------- import
+
+
+@dataclass
+class Imported:
+    sequence: object
+    browser: object
+    case_node: object
+    warnings: list[str]
+
+
+def read_phases(inputs, allow_missing: bool = False, series_uid: str | None = None,
+                progress: ProgressCallback | None = None, cancel=None) -> PhaseStack:
+    """Any 4D input (see ``image4d.open_4d``) read into temporary files, with no scene; stops when cancelled."""
+
+    def report(fraction: float, message: str) -> None:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        if progress is not None:
+            progress(fraction, message)
+
+    return open_4d(inputs, allow_missing=allow_missing, series_uid=series_uid, progress=report)
+
+
+def study_case(scene, name: str, stack: PhaseStack) -> CardiacCase:
+    """The study a 4D CT belongs to: found by its DICOM study UID when it has one, else by name, else new."""
+    return CardiacCase.get_or_create(scene, f"{name} study", str(stack.metadata.get(Key.STUDY_INSTANCE_UID, "")),
+                                     str(stack.metadata.get(Key.PATIENT_ID, "")))
+
+
+def add_study(scene, stack: PhaseStack) -> Imported:
+    """A read 4D CT as a volume sequence with a browser, filed under its study; the stack is closed."""
+    try:
+        sequence, browser = fourd_scene.add_phases(scene, stack)
+    finally:
+        stack.close()
+    case = study_case(scene, sequence.GetName(), stack)
+    case.set_reference(Role.CT4D_SEQUENCE, sequence)
+    case.set_reference(Role.CT4D_BROWSER, browser)
+    return Imported(sequence, browser, case.node, list(stack.warnings))
+
+
+# ---------------------------------------------------------------------------------------------- propagation
+
+
+@dataclass
+class PropagationInput:
+    """What a propagation takes from the scene, read on the GUI thread so that the work itself needs no scene."""
+
+    stack: PhaseStack
+    reference_phase: int
+    labels: np.ndarray
+    segments: list[Segment]
+    segmentation_node: object
+    name: str
+
+
 @dataclass
 class InScene:
     propagation: Propagation
     nodes: fourd_scene.PropagationNodes
     results: dict
     case_node: object
+    volume_sequence: object = None
+    view: viewing.MultiPhaseView | None = None
 
 
-def propagate_in_scene(
-    scene,
-    volume_sequence,
-    segmentation_node,
-    reference_phase: int,
-    settings: PropagationSettings | None = None,
-    progress: Callable[[float, str], None] | None = None,
-    cancel=None,
-    browser=None,
-    case=None,
-    name: str | None = None,
-) -> InScene:
-    """Propagate a reference segmentation through a volume sequence that is in the scene.
+def propagation_settings(method: str = METHODS[0], strategy: str = STRATEGIES[0], grid_mm: float = 2.0,
+                         margin_mm: float = 20.0) -> PropagationSettings:
+    """The settings of a propagation from the options the module and the command line offer."""
+    if grid_mm <= 0 or margin_mm < 0:
+        raise InputError(
+            f"the registration grid must be positive and the margin around the segmentation not negative (mm); got "
+            f"grid {grid_mm:g} mm, margin {margin_mm:g} mm"
+        )
+    try:
+        return PropagationSettings(registration=RegistrationSettings(method=method, grid_mm=float(grid_mm)),
+                                   strategy=strategy, margin_mm=float(margin_mm))
+    except ValueError as error:
+        raise InputError(str(error)) from None
 
-    Nothing is added to the scene when it fails or is cancelled (the reference-grid helper node is removed).
-    """
-    from CardiacSuiteLib.case import CardiacCase
 
-    stack = fourd_scene.phases_from_sequence(volume_sequence)
+def read_reference(scene, stack: PhaseStack, segmentation_node, reference_phase: int,
+                   name: str | None = None) -> PropagationInput:
+    """The reference segmentation as a label map on the 4D grid (the helper grid node is removed again)."""
     if not 0 <= reference_phase < stack.count:
         raise InputError(f"reference phase {reference_phase} is not one of the {stack.count} phases")
     grid_node = fourd_scene.reference_volume_node(scene, stack, reference_phase)
@@ -155,38 +234,130 @@ def propagate_in_scene(
             f"segmentation '{segmentation_node.GetName()}' does not overlap the 4D CT; segment the reference phase "
             "of this study"
         )
+    return PropagationInput(stack, reference_phase, labels, segments, segmentation_node, name or stack.name or "4D CT")
+
+
+def run_propagation(inputs: PropagationInput, settings: PropagationSettings | None = None,
+                    progress: ProgressCallback | None = None, cancel=None) -> Propagation:
+    """The registration and label carrying, phase by phase; touches no scene node, so it may run in a worker."""
     try:
-        result = propagate(stack, reference_phase, labels, segments, settings, progress, cancel)
+        return propagate(inputs.stack, inputs.reference_phase, inputs.labels, inputs.segments, settings, progress, cancel)
     except ValueError as error:
         raise InputError(str(error)) from None
-    name = name or volume_sequence.GetName()
-    if browser is None:
-        browser = _browser_of(scene, volume_sequence)
-    nodes = fourd_scene.add_propagation(scene, result, stack, name, browser)
-    results = results_document(result, stack)
-    if case is None:
-        case = CardiacCase.get_or_create(scene, f"{name} study")
-    case.set_reference(fourd_scene.Role.VOLUME_SEQUENCE, volume_sequence)
-    if nodes.browser is not None:
-        case.set_reference(fourd_scene.Role.BROWSER, nodes.browser)
-    case.set_reference(fourd_scene.Role.SEGMENTATION_SEQUENCE, nodes.segmentation_sequence)
-    case.set_reference(fourd_scene.Role.TRANSFORM_SEQUENCE, nodes.transform_sequence)
-    case.set_reference(fourd_scene.Role.TABLE, nodes.table)
-    case.set_reference(fourd_scene.Role.REFERENCE_SEGMENTATION, segmentation_node)
-    if "lv_function" in results:
-        case.set_value("CT4DFunction", results["lv_function"])
-    return InScene(result, nodes, results, case.node)
+
+
+def add_results(
+    scene,
+    inputs: PropagationInput,
+    propagation: Propagation,
+    volume_sequence=None,
+    scene_volumes: str = "box",
+    case: CardiacCase | None = None,
+    orientation: str = ORIENTATIONS[0],
+    release: bool = False,
+) -> InScene:
+    """File a propagation in the scene: both sequences, table and plot, the study's references and LV function,
+    and end diastole beside end systole.
+
+    With ``volume_sequence`` (the 4D CT is in the scene) the results are synchronised in its browser. Without,
+    the phases are added after the results as ``scene_volumes`` says (cropped to the registered box, whole, or
+    not at all), in the results' browser. ``release`` drops the per-phase label maps and fields once they are in
+    the scene, before the volumes are added (memory, for long studies).
+    """
+    if scene_volumes not in SCENE_VOLUMES:
+        raise ValueError(f"scene volumes must be one of {', '.join(SCENE_VOLUMES)}, not '{scene_volumes}'")
+    stack, name = inputs.stack, inputs.name
+    browser = _browser_of(scene, volume_sequence) if volume_sequence is not None else None
+    nodes = fourd_scene.add_propagation(scene, propagation, stack, name, browser)
+    results = results_document(propagation, stack)
+    if release:
+        propagation.release()
+    if volume_sequence is None and scene_volumes != "none":
+        box = propagation.box if scene_volumes == "box" else None
+        volume_sequence, _ = fourd_scene.add_phases(scene, stack, name, box, browser=nodes.browser)
+    case = case or study_case(scene, name, stack)
+    if volume_sequence is not None:
+        case.set_reference(Role.CT4D_SEQUENCE, volume_sequence)
+    case.set_reference(Role.CT4D_BROWSER, nodes.browser)
+    case.set_reference(Role.CT4D_SEGMENTATION_SEQUENCE, nodes.segmentation_sequence)
+    case.set_reference(Role.CT4D_TRANSFORM_SEQUENCE, nodes.transform_sequence)
+    case.set_reference(Role.CT4D_TABLE, nodes.table)
+    case.set_reference(Role.CT4D_REFERENCE_SEGMENTATION, inputs.segmentation_node)
+    function = results.get("lv_function")
+    if function is not None:
+        case.set_value(Key.CT4D_FUNCTION, function)
+    view = None
+    if volume_sequence is not None:
+        view = show_phase_views(scene, volume_sequence, "", orientation, nodes.segmentation_sequence, function)
+    return InScene(propagation, nodes, results, case.node, volume_sequence, view)
+
+
+def propagate_in_scene(
+    scene,
+    volume_sequence,
+    segmentation_node,
+    reference_phase: int,
+    settings: PropagationSettings | None = None,
+    progress: ProgressCallback | None = None,
+    cancel=None,
+    case: CardiacCase | None = None,
+    name: str | None = None,
+    orientation: str = ORIENTATIONS[0],
+) -> InScene:
+    """Propagate a reference segmentation through a volume sequence that is in the scene, in one call.
+
+    Nothing is added to the scene when it fails or is cancelled.
+    """
+    stack = fourd_scene.phases_from_sequence(volume_sequence)
+    inputs = read_reference(scene, stack, segmentation_node, reference_phase, name or volume_sequence.GetName())
+    propagation = run_propagation(inputs, settings, progress, cancel)
+    return add_results(scene, inputs, propagation, volume_sequence, case=case, orientation=orientation)
 
 
 def _browser_of(scene, sequence):
     """The first browser whose master (or synchronised) sequence is ``sequence``, or None."""
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
         browser = scene.GetNthNodeByClass(index, "vtkMRMLSequenceBrowserNode")
-        if browser.GetAttribute("FourDCT.ViewBrowser"):
+        if viewing.is_view_browser(browser):
             continue
         if browser.IsSynchronizedSequenceNode(sequence, True):
             return browser
     return None
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def view_phases(index_values: Sequence[float], index_unit: str, text: str = "",
+                lv_function: dict | None = None) -> tuple[list[int], list[str]]:
+    """The phases to show side by side and their labels.
+
+    Those listed in ``text`` (positions or values such as '40%', comma-separated); else end diastole and end
+    systole: from the LV volume curve of a propagation when there is one, otherwise from the usual
+    reconstruction points (see ``scene.suggest_ed_es``).
+    """
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items:
+        phases = [parse_phase(item, index_values, index_unit) for item in items]
+        return phases, [format_index(index_values[p], index_unit) for p in phases]
+    if lv_function is not None:
+        ed, es = lv_function["ed_phase"], lv_function["es_phase"]
+    else:
+        ed, es = fourd_scene.suggest_ed_es(index_values, index_unit if index_unit == PERCENT else "")
+    phases = [ed, es] if ed != es else [ed]
+    labels = [f"ED {format_index(index_values[ed], index_unit)}", f"ES {format_index(index_values[es], index_unit)}"]
+    return phases, labels[: len(phases)]
+
+
+def show_phase_views(scene, volume_sequence, text: str = "", orientation: str = ORIENTATIONS[0], segmentation_sequence=None,
+                     lv_function: dict | None = None) -> viewing.MultiPhaseView:
+    """Show the phases ``view_phases`` chooses side by side, with linked views."""
+    unit = volume_sequence.GetIndexUnit() or ""
+    phases, labels = view_phases(fourd_scene.index_values(volume_sequence), unit, text, lv_function)
+    return viewing.show_phases(scene, volume_sequence, phases, labels, segmentation_sequence, orientation)
+
+
+# ---------------------------------------------------------------------------------------------- summaries
 
 
 def structure_table(document: dict) -> list[str]:
@@ -204,11 +375,3 @@ def structure_table(document: dict) -> list[str]:
             row += "  REVIEW: " + "; ".join(qc["flags"])
         lines.append(row)
     return lines
-
-
-def lv_volume_curve(document: dict) -> np.ndarray | None:
-    function = document.get("lv_function")
-    if function is None:
-        return None
-    name = function["structure"]
-    return np.array([p["structures"][name]["volume_ml"] for p in document["phases"]])

@@ -56,7 +56,8 @@ def speed(study: fp.Study, configs: list[str], phases: int) -> None:
 
 def memory_check(study: fp.Study, work: Path) -> int:
     """20 phases × 512×512×300, built from the rendered study; import and propagate under the memory limit."""
-    from FourDCTLib.phases import MemmapPhases, read_seq_nrrd_phases, write_seq_nrrd
+    from CardiacSuiteLib.image4d import MemmapPhases, read_seq_nrrd_phases
+    from CardiacSuiteLib.imageio import write_seq_nrrd
 
     big = work / "memory_20x512x512x300"
     big.mkdir(parents=True, exist_ok=True)

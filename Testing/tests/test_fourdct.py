@@ -20,7 +20,8 @@ from CardiacSuiteLib.errors import InputError
 from CardiacSuiteLib import geometry
 from FourDCTLib.metrics import surface_figures
 from CardiacSuiteLib.phantoms.ct4d import Motion, cycle_amplitude, make_phantom, make_synthetic_phantom, pullback
-from FourDCTLib.phases import ArrayPhases, MemmapPhases, open_4d, read_seq_nrrd_phases, write_seq_nrrd
+from CardiacSuiteLib.image4d import ArrayPhases, MemmapPhases, open_4d, read_seq_nrrd_phases
+from CardiacSuiteLib.imageio import write_seq_nrrd
 from FourDCTLib.propagation import PropagationSettings, Segment, phase_order, propagate
 from FourDCTLib.registration import RegistrationSettings
 
@@ -309,11 +310,11 @@ def test_results_in_the_scene_and_transform_convention(scene, tmp_path, syntheti
     assert rows[1]["Left ventricle volume"] == pytest.approx(truth_lv[1], rel=0.1)
     function = outcome.results["lv_function"]
     assert function["ed_phase"] == 0 and function["es_phase"] in (1, 2)
-    from CardiacSuiteLib.case import CardiacCase
+    from CardiacSuiteLib.case import CardiacCase, Key, Role
 
     case = CardiacCase(outcome.case_node)
-    assert case.reference(fourd_scene.Role.TRANSFORM_SEQUENCE).GetID() == nodes.transform_sequence.GetID()
-    assert case.value("CT4DFunction")["ef_pct"] == pytest.approx(function["ef_pct"])
+    assert case.reference(Role.CT4D_TRANSFORM_SEQUENCE).GetID() == nodes.transform_sequence.GetID()
+    assert case.value(Key.CT4D_FUNCTION)["ef_pct"] == pytest.approx(function["ef_pct"])
 
     # Transform item of phase 1, resampling convention: a point of phase 1 maps to where it was at phase 0.
     # It is the registration's field exactly (LPS → RAS), and it follows the truth far better than no motion

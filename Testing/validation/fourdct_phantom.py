@@ -22,7 +22,8 @@ import numpy as np
 from CardiacSuiteLib import mrml
 from FourDCTLib.metrics import surface_figures
 from CardiacSuiteLib.phantoms.ct4d import Motion, Phantom4D, make_phantom
-from FourDCTLib.phases import MemmapPhases, write_seq_nrrd
+from CardiacSuiteLib.image4d import MemmapPhases
+from CardiacSuiteLib.imageio import write_seq_nrrd
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ct" / "wholeheart_labels"
 NAMES = {

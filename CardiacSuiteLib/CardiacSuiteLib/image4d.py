@@ -1,10 +1,14 @@
-"""4D CT inputs as a stack of phases that are read one at a time.
+"""4D images (one 3D volume per cardiac phase or time point) as a stack of phases that are read one at a time.
 
-A 20-phase 512×512×300 study is 3 GB as 16-bit integers and 6 GB as floats, more than a workstation should
-hold at once beside everything else. Every input (a DICOM folder, a Slicer ``.seq.nrrd``, a 4D NIfTI, a set of
-3D files, a sequence node in a scene) is therefore turned into a ``PhaseStack``: each phase is read on demand,
-and inputs that interleave the phases on disk (``.seq.nrrd`` stores the phase axis fastest) are unpacked once,
-streaming, into one temporary raw file per phase that is memory-mapped when read.
+A 20-phase 512×512×300 CT study is 3 GB as 16-bit integers and 6 GB as floats, more than a workstation should
+hold at once beside everything else. Every 4D input (a DICOM folder, a Slicer ``.seq.nrrd``, a 4D NIfTI, a set
+of 3D files, a sequence node in a scene, an in-memory ``ImageSeries``) is therefore a ``PhaseStack``: each
+phase is read on demand, and inputs that interleave the phases on disk (``.seq.nrrd`` stores the phase axis
+fastest) are unpacked once, streaming, into one temporary raw file per phase that is memory-mapped when read.
+
+The file formats themselves are parsed by ``imageio`` (one header reader per format, shared with the in-memory
+readers) and ``imageio.write_seq_nrrd`` writes a stack back; DICOM phases are found and ordered by
+``dicom.cardiac4d``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import os
 import re
 import shutil
 import tempfile
-import urllib.parse
 import weakref
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -23,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacSuiteLib.errors import InputError
+from . import imageio
+from .errors import InputError
+from .imagedata import ImageSeries
 
 PERCENT = "%"
 #: Sequence index of a 4D CT: the nominal cardiac phase in percent of the R-R interval when known.
@@ -32,6 +37,14 @@ PHASE_INDEX_NAME = "cardiac phase"
 # Geometry of two phases is "the same" within these tolerances (mm, and direction cosines).
 POSITION_TOLERANCE_MM = 0.01
 DIRECTION_TOLERANCE = 1e-4
+
+ProgressCallback = Callable[[float, str], None]
+
+
+def format_index(value: float, unit: str) -> str:
+    """An index value as the user reads it: '40 %', '350 ms', or '3' when it has no unit."""
+    text = f"{value:g}"
+    return f"{text} {unit}" if unit else text
 
 
 class PhaseStack(abc.ABC):
@@ -80,9 +93,7 @@ class PhaseStack(abc.ABC):
 
     def index_label(self, index: int) -> str:
         """'40 %', '350 ms' or '3': how a phase is named to the user."""
-        value = self.index_values[index]
-        text = f"{value:g}"
-        return f"{text} {self.index_unit}" if self.index_unit else text
+        return format_index(self.index_values[index], self.index_unit)
 
     def close(self) -> None:
         """Release temporary files (also done when the stack is garbage-collected)."""
@@ -99,6 +110,17 @@ class ArrayPhases(PhaseStack):
         kwargs.setdefault("index_unit", "" if index_values is None else PERCENT)
         super().__init__(frames.shape[0], ijk_to_ras, frames.shape[1:], frames.dtype, values, **kwargs)
         self.frames = frames
+
+    @classmethod
+    def from_series(cls, series: ImageSeries) -> ArrayPhases:
+        """An in-memory series (a cine, a 4D file read whole) as a stack indexed by its frame times (ms)."""
+        timed = series.frame_times_ms is not None
+        stack = cls(series.frames, series.ijk_to_ras, series.frame_times_ms if timed else None,
+                    index_name="time" if timed else "frame", index_unit="ms" if timed else "",
+                    name=series.name, source=series.source)
+        stack.metadata = dict(series.metadata)
+        stack.warnings = list(series.warnings)
+        return stack
 
     def read(self, index: int) -> np.ndarray:
         return self.frames[index]
@@ -189,55 +211,49 @@ def check_same_grid(reference_name: str, reference: np.ndarray, name: str, other
         )
 
 
+def compact_dtype(array: np.ndarray) -> np.dtype:
+    """int16 for integral CT values in range (half the memory of float32), float32 otherwise."""
+    if array.dtype.kind in "iu" and array.min() >= -32768 and array.max() <= 32767:
+        return np.dtype(np.int16)
+    if array.dtype.kind == "f" and np.array_equal(array, np.rint(array)) and array.min() >= -32768 and array.max() <= 32767:
+        return np.dtype(np.int16)
+    return np.dtype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------- .seq.nrrd
 
 
 def read_seq_nrrd_phases(path: str | os.PathLike, temp_folder=None, chunk_bytes: int = 64 << 20) -> PhaseStack:
     """A Slicer volume sequence file, unpacked phase by phase into temporary files without holding it whole."""
-    from CardiacSuiteLib import imageio
-
     path = Path(path)
     header = imageio.read_nrrd_header(path)
     fields = header["fields"]
-    list_axis = imageio._nrrd_list_axis(header)
-    if list_axis not in (0, 3):
-        raise InputError(f"{path}: not a volume sequence NRRD (4 axes, one of them a list axis first or last)")
-    probe = _seq_geometry(path, header, list_axis)
-    sizes, ijk_to_ras, values, label, unit = probe
-    spatial = [s for axis, s in enumerate(sizes) if axis != list_axis]
-    count = sizes[list_axis]
-    shape = (spatial[2], spatial[1], spatial[0])
-    type_name = fields.get("type", "").lower()
-    if type_name not in imageio.NRRD_TO_NUMPY:
-        raise InputError(f"{path}: NRRD type '{type_name}' is not supported")
-    dtype = np.dtype(imageio.NRRD_TO_NUMPY[type_name])
-    file_dtype = dtype.newbyteorder("<" if fields.get("endian", "little").lower() == "little" else ">") if dtype.itemsize > 1 else dtype
+    layout = imageio.seq_nrrd_layout(path, header)
+    count, shape = layout.count, layout.shape
+    file_dtype = imageio.nrrd_dtype(path, header)
+    dtype = file_dtype.newbyteorder("=")
     encoding = fields.get("encoding", "raw").lower()
     if encoding not in ("raw", "gzip", "gz"):
         raise InputError(f"{path}: NRRD encoding '{encoding}' is not supported for 4D reading (raw or gzip)")
     if fields.get("data file") or fields.get("datafile"):
         raise InputError(f"{path}: detached NRRD data files are not supported for 4D input; save the sequence as one file")
-    index_name, index_unit, index_values = _sequence_index(label, unit, values, count)
-    stack = MemmapPhases(
-        ijk_to_ras, shape, dtype, temp_folder, index_name=index_name, index_unit=index_unit,
-        name=imageio.image_name(path) if not path.name.lower().endswith(".seq.nrrd") else path.name[: -len(".seq.nrrd")],
-        source=str(path),
-    )
+    index_name, index_unit, index_values = _sequence_index(layout.label, layout.unit, layout.values, count)
+    stack = MemmapPhases(layout.ijk_to_ras, shape, dtype, temp_folder, index_name=index_name, index_unit=index_unit,
+                         name=imageio.seq_nrrd_name(path), source=str(path))
     files = stack.create(count, index_values)
     voxels = int(np.prod(shape))
     total = voxels * count * dtype.itemsize
-    native = dtype.newbyteorder("=")
     try:
         with open(path, "rb") as handle:
             handle.seek(header["offset"])
-            stream = _byte_stream(handle, encoding, path)
-            if list_axis == 3:  # phases one after another: copy each block
+            stream = handle if encoding == "raw" else gzip.GzipFile(fileobj=handle, mode="rb")
+            if layout.list_axis == 3:  # phases one after another: copy each block
                 step = max(chunk_bytes // dtype.itemsize, 1)
                 for index in range(count):
                     for start in range(0, voxels, step):
                         n = min(step, voxels - start)
                         data = np.frombuffer(_read_exact(stream, n * dtype.itemsize, path, total), dtype=file_dtype)
-                        files[index].write(data.astype(native, copy=False).tobytes())
+                        files[index].write(data.astype(dtype, copy=False).tobytes())
             else:  # phase axis fastest: every voxel's T values together
                 per_voxel = count * dtype.itemsize
                 step = max(chunk_bytes // per_voxel, 1)
@@ -246,41 +262,17 @@ def read_seq_nrrd_phases(path: str | os.PathLike, temp_folder=None, chunk_bytes:
                     block = np.frombuffer(_read_exact(stream, n * per_voxel, path, total), dtype=file_dtype)
                     block = block.reshape(n, count)
                     for index in range(count):
-                        files[index].write(np.ascontiguousarray(block[:, index], dtype=native).tobytes())
+                        files[index].write(np.ascontiguousarray(block[:, index], dtype=dtype).tobytes())
     finally:
         for handle in files:
             handle.close()
-    stack.metadata = {"Format": "NRRD volume sequence", "SequenceIndexName": label, "SequenceIndexUnit": unit}
+    stack.metadata = {"Format": "NRRD volume sequence", "SequenceIndexName": layout.label,
+                      "SequenceIndexUnit": layout.unit}
     return stack
 
 
-def _seq_geometry(path: Path, header: dict, list_axis: int):
-    from CardiacSuiteLib import imageio
-
-    fields, pairs = header["fields"], header["pairs"]
-    try:
-        sizes = [int(v) for v in fields["sizes"].split()]
-        directions = imageio._nrrd_vectors(fields["space directions"])
-        origin = imageio._nrrd_vectors(fields.get("space origin", "(0,0,0)"))[0]
-        space = fields["space"]
-    except (KeyError, ValueError, IndexError) as exc:
-        raise InputError(f"{path}: NRRD header lacks or garbles a required field ({exc}); cannot place the image") from None
-    spatial = [d for axis, d in enumerate(directions) if axis != list_axis]
-    if len(sizes) != 4 or len(spatial) != 3 or any(d is None for d in spatial) or origin is None:
-        raise InputError(f"{path}: NRRD sizes/space directions do not describe a 3D volume sequence")
-    signs = imageio._space_signs(space, path)
-    matrix = np.eye(4)
-    for column, direction in enumerate(spatial):
-        matrix[:3, column] = direction * signs
-    matrix[:3, 3] = origin * signs
-    label = (imageio._nrrd_strings(fields.get("labels", "")) + [""] * 4)[list_axis]
-    unit = (imageio._nrrd_strings(fields.get("units", "")) + [""] * 4)[list_axis]
-    raw_values = pairs.get(f"axis {list_axis} index values", "").split()
-    values = [urllib.parse.unquote(v) for v in raw_values]
-    return sizes, matrix, values, label, unit
-
-
 def _sequence_index(label: str, unit: str, values: list[str], count: int) -> tuple[str, str, list[float]]:
+    """Index name, unit and values of a sequence; numbered phases when the file's values are not numbers."""
     numbers: list[float] | None = None
     if len(values) == count:
         try:
@@ -290,12 +282,6 @@ def _sequence_index(label: str, unit: str, values: list[str], count: int) -> tup
     if numbers is None:
         return "phase", "", list(range(count))
     return (label or "phase"), unit, numbers
-
-
-def _byte_stream(handle, encoding: str, path: Path):
-    if encoding == "raw":
-        return handle
-    return gzip.GzipFile(fileobj=handle, mode="rb")
 
 
 def _read_exact(stream, size: int, path: Path, total: int) -> bytes:
@@ -308,52 +294,13 @@ def _read_exact(stream, size: int, path: Path, total: int) -> bytes:
     return data
 
 
-def write_seq_nrrd(stack: PhaseStack, path: str | os.PathLike, compress: bool = True, chunk_slices: int | None = None,
-                   progress: Callable[[float, str], None] | None = None) -> Path:
-    """Write a stack as Slicer's volume sequence file (phase axis first, as Slicer writes it), a few slices at a
-    time, so memory holds one slab of every phase and never the whole study."""
-    from CardiacSuiteLib.imageio import NRRD_TYPES, seq_nrrd_header
-
-    path = Path(path)
-    count = stack.count
-    k, j, i = stack.shape
-    dtype = stack.dtype if stack.dtype in NRRD_TYPES else np.dtype(np.float32)
-    header = seq_nrrd_header(NRRD_TYPES[dtype], (count, k, j, i), stack.ijk_to_ras, stack.index_name or "phase",
-                             stack.index_unit, [f"{v:.10g}" for v in stack.index_values], compress)
-    slab = chunk_slices or max(1, (32 << 20) // max(count * j * i * dtype.itemsize, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(header)
-        sink = gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) if compress else handle
-        try:
-            for k0 in range(0, k, slab):
-                k1 = min(k0 + slab, k)
-                block = np.empty((k1 - k0, j, i, count), dtype=dtype.newbyteorder("<"))
-                for index in range(count):
-                    block[..., index] = stack.read(index)[k0:k1]
-                sink.write(block.tobytes())
-                if progress is not None:
-                    progress(k1 / k, f"writing {path.name}")
-        finally:
-            if compress:
-                sink.close()
-    return path
-
-
-
-
 # ---------------------------------------------------------------------------------------------- 4D NIfTI and files
 
 
 def read_nifti_phases(path: str | os.PathLike, temp_folder=None) -> PhaseStack:
     """A 4D NIfTI read phase by phase (its time axis is the slowest, so each phase is one contiguous block)."""
-    import nibabel
-
     path = Path(path)
-    try:
-        image = nibabel.load(str(path))
-    except Exception as exc:  # nibabel raises several types for damaged headers
-        raise InputError(f"{path}: NIfTI header could not be read ({exc})") from None
+    image = imageio.load_nifti(path)
     if len(image.shape) != 4 or image.shape[3] < 2:
         raise InputError(f"{path}: a {len(image.shape)}D NIfTI; 4D input needs a time axis with at least 2 phases")
     header = image.header
@@ -364,18 +311,13 @@ def read_nifti_phases(path: str | os.PathLike, temp_folder=None) -> PhaseStack:
     raw_dtype = header.get_data_dtype()
     scaled = slope not in (None, 1.0) or intercept not in (None, 0.0)
     dtype = np.dtype(np.float32) if scaled else np.dtype(raw_dtype.newbyteorder("="))
-    step = float(header["pixdim"][4])
-    time_unit = header.get_xyzt_units()[1]
-    if time_unit in ("sec", "msec", "usec") and step > 0:
-        scale = {"sec": 1000.0, "msec": 1.0, "usec": 1e-3}[time_unit]
-        offset = float(header["toffset"]) * scale
-        index_name, index_unit, values = "time", "ms", [offset + n * step * scale for n in range(count)]
+    times = imageio.nifti_frame_times(header, count)
+    if times is not None:
+        index_name, index_unit, values = "time", "ms", times
     else:
         index_name, index_unit, values = "phase", "", list(range(count))
-    from CardiacSuiteLib.imageio import image_name
-
     stack = MemmapPhases(affine, shape, dtype, temp_folder, index_name=index_name, index_unit=index_unit,
-                         name=image_name(path), source=str(path))
+                         name=imageio.image_name(path), source=str(path))
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     voxels = int(np.prod(shape))
     with opener(path, "rb") as handle:
@@ -391,11 +333,7 @@ def read_nifti_phases(path: str | os.PathLike, temp_folder=None) -> PhaseStack:
 
 def phase_number(path: Path) -> float | None:
     """The phase a file name states: '…_40%…', '…phase40…' or the last number in the name."""
-    name = path.name
-    for suffix in (".seq.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = imageio.image_name(path)
     match = re.search(r"(\d+(?:\.\d+)?)\s*(?:%|pct|percent)", name, re.IGNORECASE)
     if match:
         return float(match.group(1))
@@ -405,7 +343,7 @@ def phase_number(path: Path) -> float | None:
 
 def read_file_phases(paths: Iterable[str | os.PathLike], allow_missing: bool = False) -> PhaseStack:
     """One 3D image file per phase, ordered by the phase number in their names, read one at a time."""
-    from CardiacSuiteLib.imageio import read_image_input
+    from .dicom.cardiac4d import check_phase_values
 
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -422,21 +360,19 @@ def read_file_phases(paths: Iterable[str | os.PathLike], allow_missing: bool = F
     numbers = [numbers[n] for n in order]
     percent = all(0 <= n <= 100 for n in numbers)
     unit = PERCENT if percent else ""
-    from CardiacSuiteLib.dicom.cardiac4d import check_phase_values
-
     warnings = check_phase_values(numbers, unit, [p.name for p in paths], allow_missing)
-    first = read_image_input(paths[0])
+    first = imageio.read_image_input(paths[0])
     if first.is_dynamic:
         raise InputError(f"{paths[0]}: holds {first.frames.shape[0]} frames; give one 3D file per phase")
     grid = first.ijk_to_ras
     shape = first.frames.shape[1:]
-    dtype = _compact_dtype(first.frames[0])
+    dtype = compact_dtype(first.frames[0])
     cache = {0: first.frames[0]}
 
     def reader(index: int) -> np.ndarray:
         array = cache.pop(index, None)
         if array is None:
-            series = read_image_input(paths[index])
+            series = imageio.read_image_input(paths[index])
             if series.is_dynamic:
                 raise InputError(f"{paths[index]}: holds {series.frames.shape[0]} frames; give one 3D file per phase")
             check_same_grid(paths[0].name, grid, paths[index].name, series.ijk_to_ras, shape, series.frames.shape[1:])
@@ -471,25 +407,16 @@ def _header_geometry(path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
     lps = np.eye(4)
     lps[:3, :3] = np.asarray(reader.GetDirection()).reshape(3, 3) * np.asarray(reader.GetSpacing())
     lps[:3, 3] = reader.GetOrigin()
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, (size[2], size[1], size[0])
-
-
-def _compact_dtype(array: np.ndarray) -> np.dtype:
-    """int16 for integral CT values in range (half the memory of float32), float32 otherwise."""
-    if array.dtype.kind in "iu" and array.min() >= -32768 and array.max() <= 32767:
-        return np.dtype(np.int16)
-    if array.dtype.kind == "f" and np.array_equal(array, np.rint(array)) and array.min() >= -32768 and array.max() <= 32767:
-        return np.dtype(np.int16)
-    return np.dtype(np.float32)
+    return imageio.LPS_TO_RAS @ lps, (size[2], size[1], size[0])
 
 
 # ---------------------------------------------------------------------------------------------- DICOM
 
 
 def read_dicom_phases(folder, allow_missing: bool = False, series_uid: str | None = None, temp_folder=None,
-                      progress: Callable[[float, str], None] | None = None) -> PhaseStack:
+                      progress: ProgressCallback | None = None) -> PhaseStack:
     """A 4D CT DICOM folder, read one phase at a time into temporary files (see ``dicom.cardiac4d``)."""
-    from CardiacSuiteLib.dicom import find_cardiac_phases, read_phase
+    from .dicom import find_cardiac_phases, read_phase
 
     found = find_cardiac_phases(folder, series_uid=series_uid, allow_missing=allow_missing)
     stack: MemmapPhases | None = None
@@ -501,7 +428,7 @@ def read_dicom_phases(folder, allow_missing: bool = False, series_uid: str | Non
         volume = series.frames[0]
         if stack is None:
             name = series.metadata.get("SeriesDescription") or series.name
-            stack = MemmapPhases(series.ijk_to_ras, volume.shape, _compact_dtype(volume), temp_folder,
+            stack = MemmapPhases(series.ijk_to_ras, volume.shape, compact_dtype(volume), temp_folder,
                                  index_name=found.index_name, index_unit=found.index_unit,
                                  name=str(name), source=str(folder))
             stack.metadata = {k: v for k, v in series.metadata.items() if isinstance(v, (str, int, float))}
@@ -524,8 +451,8 @@ def read_dicom_phases(folder, allow_missing: bool = False, series_uid: str | Non
 
 
 def open_4d(inputs: str | os.PathLike | Sequence[str | os.PathLike], allow_missing: bool = False, series_uid=None,
-            temp_folder=None, progress=None) -> PhaseStack:
-    """Any supported 4D CT input as a ``PhaseStack``.
+            temp_folder=None, progress: ProgressCallback | None = None) -> PhaseStack:
+    """Any supported 4D input as a ``PhaseStack``.
 
     A DICOM folder (one series per phase, or one series with many temporal positions); a ``.seq.nrrd``; a 4D
     NIfTI; several 3D NRRD/NIfTI/MetaImage files (one per phase); or a folder holding only such files.
@@ -541,7 +468,8 @@ def open_4d(inputs: str | os.PathLike | Sequence[str | os.PathLike], allow_missi
     path = paths[0]
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith((".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")))
-        if images and not any(_looks_like_dicom(p) for p in path.rglob("*") if p.is_file() and p not in images):
+        others = (p for p in path.rglob("*") if p.is_file() and p not in images)
+        if images and not any(imageio.is_dicom_file(p, strict=False) for p in others):
             if len(images) == 1:
                 return open_4d(images[0], allow_missing, series_uid, temp_folder, progress)
             return read_file_phases(images, allow_missing)
@@ -549,9 +477,7 @@ def open_4d(inputs: str | os.PathLike | Sequence[str | os.PathLike], allow_missi
                                  temp_folder=temp_folder, progress=progress)
     name = path.name.lower()
     if name.endswith((".nrrd", ".nhdr")):
-        from CardiacSuiteLib import imageio
-
-        if imageio._nrrd_list_axis(imageio.read_nrrd_header(path)) is not None:
+        if imageio.is_seq_nrrd(path):
             return read_seq_nrrd_phases(path, temp_folder)
         raise InputError(f"{path}: a 3D volume; 4D input needs a .seq.nrrd, a 4D NIfTI, a DICOM folder or one file per phase")
     if name.endswith((".nii", ".nii.gz")):
@@ -559,13 +485,3 @@ def open_4d(inputs: str | os.PathLike | Sequence[str | os.PathLike], allow_missi
     raise InputError(
         f"{path}: unsupported 4D input; give a DICOM folder, a .seq.nrrd, a 4D NIfTI, or one 3D file per phase"
     )
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    if path.name.lower().endswith((".dcm", ".dicom", ".ima")):
-        return True
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
