@@ -41,11 +41,13 @@ from scipy import ndimage
 from CardiacSuiteLib.errors import InputError, ModelError
 from CardiacSuiteLib.imagedata import ImageSeries
 from CardiacSuiteLib.inference import CancelToken, ProgressCallback, report
+from CardiacSuiteLib.vocabulary import Key, Role
+
+from .choices import ATRIAL_LENGTH_RULES as LENGTH_RULES
+from .choices import ATRIAL_METHODS as METHODS
 
 TASK = "cmr-lax-cine"
 AREA_LENGTH_CONSTANT = 8.0 / (3.0 * np.pi)
-LENGTH_RULES = ("shorter", "mean")
-METHODS = ("auto", "seeded", "model")
 VIEW_NAMES = {"2ch": "2-chamber", "4ch": "4-chamber"}
 ATRIUM_NAMES = {"la": "Left atrium", "ra": "Right atrium"}
 VENTRICLE_OF = {"la": "Left ventricle", "ra": "Right ventricle"}
@@ -610,7 +612,7 @@ def check_views(two_chamber: ImageSeries, four_chamber: ImageSeries) -> list[str
             raise InputError(f"the {name} input has modality {series.modality}; a long-axis cine MR is needed")
         if shape[0] < MIN_PHASES_WARNING:
             warnings.append(f"the {name} cine has only {shape[0]} phases: the largest and smallest volumes may be missed")
-    for key in ("PatientID", "StudyInstanceUID"):
+    for key in (Key.PATIENT_ID, Key.STUDY_INSTANCE_UID):
         first, second = two_chamber.metadata.get(key), four_chamber.metadata.get(key)
         if first and second and first != second:
             raise InputError(
@@ -782,7 +784,6 @@ def atrial_volumes(
     views = {"2ch": two_chamber, "4ch": four_chamber}
     corrections = check_corrections(corrections, views) if corrections else None
     seeds = {("2ch", "la"): la_seed_2ch, ("4ch", "la"): la_seed_4ch, ("4ch", "ra"): ra_seed_4ch}
-    seed_options = {("2ch", "la"): "--la-seed-2ch", ("4ch", "la"): "--la-seed-4ch", ("4ch", "ra"): "--ra-seed-4ch"}
     for (view, atrium), seed in seeds.items():
         if seed is not None:  # a seed given with a model must still be a point of the view
             seed_pixel(plane_of(views[view]), seed, f"{ATRIUM_NAMES[atrium].lower()} ({VIEW_NAMES[view]})")
@@ -794,7 +795,7 @@ def atrial_volumes(
         registry = registry or ModelRegistry.default()
         entry = installed_model(registry, model_id)
         if entry is None and method == "model":
-            raise ModelError(f"no model for the task '{TASK}' is installed; use --method seeded or install one")
+            raise ModelError(f"no model for the task '{TASK}' is installed; use the seeded method or install one")
     report(progress, 0.0, "segmenting the atria")
     if entry is not None:
         from CardiacSuiteLib.inference.backends import create_backend
@@ -809,7 +810,7 @@ def atrial_volumes(
         for number, ((view, atrium), seed) in enumerate(seeds.items()):
             what = f"{ATRIUM_NAMES[atrium].lower()} ({VIEW_NAMES[view]})"
             if seed is None:
-                raise InputError(f"seeded contours need a seed point in the {what} ({seed_options[(view, atrium)]} R,A,S)")
+                raise InputError(f"seeded contours need a seed point in the {what}: a point R,A,S (mm) inside it")
             series = views[view]
             contours[view][atrium] = segment_atrium_seeded(
                 series.frames, series.ijk_to_ras, seed, seed_phase, what, vein_radius_mm, cancel=cancel
@@ -912,10 +913,10 @@ def atrial_volumes(
 
 # ------------------------------------------------------------------------------------------------ scene and files
 
-ROLE_CINE = {"2ch": "AtrialTwoChamberCine", "4ch": "AtrialFourChamberCine"}
-ROLE_SEGMENTATION = {"2ch": "AtrialTwoChamberSegmentation", "4ch": "AtrialFourChamberSegmentation"}
-ROLE_TABLE = "AtrialVolumeTable"
-RESULTS_KEY = "AtrialResults"
+ROLE_CINE = {"2ch": Role.ATRIAL_2CH_CINE, "4ch": Role.ATRIAL_4CH_CINE}
+ROLE_SEGMENTATION = {"2ch": Role.ATRIAL_2CH_SEGMENTATION, "4ch": Role.ATRIAL_4CH_SEGMENTATION}
+ROLE_TABLE = Role.ATRIAL_TABLE
+RESULTS_KEY = Key.ATRIAL_RESULTS
 TAG_ATRIUM, TAG_PHASE = "CardiacSuite.Atrium", "CardiacSuite.Phase"
 _SEGMENT_ID = re.compile(r"^(LA|RA)_phase(\d+)$")
 _SEGMENT_NAME = re.compile(r"^(Left|Right) atrium phase (\d+)\b")
@@ -1096,8 +1097,8 @@ def add_atrial_results(scene, two_chamber: ImageSeries, four_chamber: ImageSerie
 
     nodes: dict = {}
     case = CardiacCase.get_or_create(
-        scene, f"{four_chamber.name} study", four_chamber.metadata.get("StudyInstanceUID", ""),
-        four_chamber.metadata.get("PatientID", ""))
+        scene, f"{four_chamber.name} study", four_chamber.metadata.get(Key.STUDY_INSTANCE_UID, ""),
+        four_chamber.metadata.get(Key.PATIENT_ID, ""))
     for view, series in (("2ch", two_chamber), ("4ch", four_chamber)):
         cine, browser = add_to_scene(scene, series)
         sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{series.name} atrial contours")

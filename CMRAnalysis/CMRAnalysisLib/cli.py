@@ -13,8 +13,11 @@ import numpy as np
 
 from CardiacSuiteLib.cli import Progress, add_model_options, staged_output, write_json
 from CardiacSuiteLib.errors import InputError
+from CardiacSuiteLib.vocabulary import Key
 
-from .patient import PatientInfo, assess_patient
+from .bsa import BSA_FORMULAS
+from .choices import DEFAULT_BSA_FORMULA, KNOWN_SEXES, PAPILLARY_CONVENTIONS, PHASES, slice_inclusion
+from .patient import PatientInfo
 
 PHASE_TOKEN = re.compile(r"(?:^|[_\-. ])(?:phase[_\-]?(?P<number>\d+)|(?P<role>ED|ES))(?:[_\-. ]|$)", re.IGNORECASE)
 
@@ -42,22 +45,23 @@ def add_commands(commands) -> None:
 
 
 def add_analysis_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--phases", choices=("all", "ed-es"), default="all",
+    command.add_argument("--phases", choices=PHASES, default=PHASES[0],
                          help="segment every phase (default) or only end-diastole and end-systole (faster with a slow model)")
-    command.add_argument("--papillary", choices=("blood", "myocardium"), default="blood",
+    command.add_argument("--papillary", choices=PAPILLARY_CONVENTIONS, default=PAPILLARY_CONVENTIONS[0],
                          help="count papillary muscles and trabeculations in the blood pool (default) or the myocardium")
     command.add_argument("--segmentation", action="append", default=[], metavar="FILE",
                          help="a corrected .seg.nrrd for one phase, named with ED, ES or phaseNN (repeatable)")
-    command.add_argument("--exclude-slices", help="slice indices (0-based, comma-separated) not to count, overriding the basal rule")
+    command.add_argument("--exclude-slices", metavar="LIST",
+                         help="slices (0-based) not to count, overriding the basal rule: numbers and ranges such as '0, 9-10'")
     command.add_argument("--rv-insertion-anterior", metavar="R,A,S", help="anterior RV insertion point (RAS mm)")
     command.add_argument("--rv-insertion-inferior", metavar="R,A,S", help="inferior RV insertion point (RAS mm)")
     command.add_argument("--territories", metavar="FILE", help="JSON mapping of coronary territory to AHA segment numbers")
     command.add_argument("--height-cm", type=float, help="patient height (cm), for body surface area")
     command.add_argument("--weight-kg", type=float, help="patient weight (kg), for body surface area")
-    command.add_argument("--sex", choices=("male", "female", "M", "F"), help="for reference ranges")
+    command.add_argument("--sex", choices=(*KNOWN_SEXES, "M", "F"), help="for reference ranges")
     command.add_argument("--age", type=float, help="age in years, for reference ranges")
-    command.add_argument("--bsa-formula", default="mosteller",
-                         help="mosteller (default), dubois, haycock, gehan-george, boyd, stevenson, hu-1999")
+    command.add_argument("--bsa-formula", default=DEFAULT_BSA_FORMULA,
+                         help=f"{DEFAULT_BSA_FORMULA} (default), {', '.join(f for f in BSA_FORMULAS if f != DEFAULT_BSA_FORMULA)}")
 
 
 def options_from_args(args, series) -> object:
@@ -67,15 +71,7 @@ def options_from_args(args, series) -> object:
 
     options = FunctionOptions(phases=args.phases, papillary=args.papillary)
     options.nominal_rr_ms = _number(series.metadata.get("NominalInterval"))
-    slices = series.frames.shape[1]
-    if args.exclude_slices:
-        try:
-            excluded = {int(v) for v in args.exclude_slices.split(",") if v.strip()}
-        except ValueError:
-            raise InputError(f"--exclude-slices must be comma-separated slice indices, not '{args.exclude_slices}'") from None
-        if any(k < 0 or k >= slices for k in excluded):
-            raise InputError(f"--exclude-slices: the stack has slices 0 to {slices - 1}")
-        options.slice_inclusion = [k not in excluded for k in range(slices)]
+    options.slice_inclusion = slice_inclusion(args.exclude_slices, series.frames.shape[1])
     if bool(args.rv_insertion_anterior) != bool(args.rv_insertion_inferior):
         raise InputError("give both --rv-insertion-anterior and --rv-insertion-inferior, or neither")
     if args.rv_insertion_anterior:
@@ -103,10 +99,7 @@ def patient_from_args(args, series) -> PatientInfo | None:
         raise InputError("body surface area needs both --height-cm and --weight-kg")
     if height is None and sex is None and age is None:
         return None
-    from .bsa import formula_for
-
-    formula_for(getattr(args, "bsa_formula", "mosteller"))  # an unknown formula is an input error now, not later
-    return PatientInfo(height, weight, sex, age, getattr(args, "bsa_formula", "mosteller"))
+    return PatientInfo(height, weight, sex, age, getattr(args, "bsa_formula", DEFAULT_BSA_FORMULA))
 
 
 def _metres_to_cm(value):
@@ -185,11 +178,13 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
     from CardiacSuiteLib.imagedata import add_to_scene
 
     from . import polar_map
-    from .function_scene import SEGMENT_SPECS, run_function_analysis
+    from .function_scene import SEGMENT_SPECS
+    from .workflow import run_function_analysis
 
     if series.modality and series.modality not in ("MR", ""):
         raise InputError(f"{series.source}: modality is {series.modality}, not MR; cmr-function needs a short-axis cine MR")
     options = options_from_args(args, series)
+    patient = patient_from_args(args, series)
     for warning in series.warnings:
         print(f"cardiacsuite: warning: {warning}", file=sys.stderr)
     app = create_app()
@@ -197,7 +192,8 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
     added = add_to_scene(scene, series)
     input_node = added[0] if isinstance(added, tuple) else added
     case = CardiacCase.get_or_create(
-        scene, f"{series.name} study", series.metadata.get("StudyInstanceUID", ""), series.metadata.get("PatientID", "")
+        scene, f"{series.name} study", series.metadata.get(Key.STUDY_INSTANCE_UID, ""),
+        series.metadata.get(Key.PATIENT_ID, ""),
     )
     if isinstance(added, tuple):
         case.set_reference(Role.CINE_BROWSER, added[1])
@@ -213,10 +209,9 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
     analysis = run_function_analysis(
         scene, input_node, model_id=args.model, device=args.device, progress=progress, case=case,
         allow_download=getattr(args, "download", False), options=options, edits=edits if corrections else None,
+        patient=patient,
     )
     results = dict(analysis.results)
-    assess_patient(results, patient_from_args(args, series))
-    CardiacCase(analysis.case_node).set_value("FunctionResults", results)
     results["input"] = {
         "source": str(series.source),
         "name": series.name,
@@ -230,6 +225,10 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
     measured = time.perf_counter()
     with staged_output(out_dir) as staging:
         labels = analysis_labels(scene, analysis, series)
+        # The bundle before the segmentation files, whose export adds helper nodes to the scene.
+        scene.SetRootDirectory(str(staging))
+        if not scene.WriteToMRB(str(staging / "scene.mrb")):
+            raise InputError(f"could not write the scene bundle to {out_dir}")
         ed, es = results["lv"]["ed_phase"], results["lv"]["es_phase"]
         key_phases = (("ED", ed), ("ES", es)) if ed != es else (("", ed),)
         for role, phase in key_phases:
@@ -242,9 +241,6 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
         write_curves_csv(staging / "volume_curves.csv", results)
         if results.get("aha", {}).get("available"):
             polar_map.save_png(results["aha"]["segments"], staging / "polar_map.png")
-        scene.SetRootDirectory(str(staging))
-        if not scene.WriteToMRB(str(staging / "scene.mrb")):
-            raise InputError(f"could not write the scene bundle to {out_dir}")
         analysed = results["timing_s"]
         stages = {
             "load": loaded - started,
@@ -263,13 +259,25 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
 
 
 def analysis_labels(scene, analysis, series) -> dict[int, np.ndarray]:
-    from .function_scene import cine_from_node, read_segmentation_sequence
+    """The label maps of every segmented phase, read back from the scene.
 
-    case_cine = analysis.case_node.GetNodeReference("CineSequence") or analysis.case_node.GetNodeReference("CineVolume")
-    _, geometry, _, index_values = cine_from_node(case_cine)
-    return read_segmentation_sequence(
+    Reading them adds colour tables to the scene; they are removed again, so that the scene bundle holds the
+    nodes the analysis made and nothing else, as the Slicer module's scene does.
+    """
+    from CardiacSuiteLib.case import CardiacCase
+
+    from .function_scene import case_cine, cine_from_node, read_segmentation_sequence
+
+    before = {scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())}
+    _, geometry, _, index_values = cine_from_node(case_cine(CardiacCase(analysis.case_node)))
+    labels = read_segmentation_sequence(
         scene, analysis.segmentation_sequence, analysis.segmentation_browser, geometry, series.frames.shape[1:], index_values
     )
+    added = [scene.GetNthNode(index) for index in range(scene.GetNumberOfNodes())]
+    for node in [node for node in added if node.GetID() not in before]:
+        if node.GetScene() is not None:
+            scene.RemoveNode(node)
+    return labels
 
 
 def _save_labels(scene, labels, geometry, specs, path: Path) -> None:

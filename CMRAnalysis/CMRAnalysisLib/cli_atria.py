@@ -11,6 +11,9 @@ import numpy as np
 from CardiacSuiteLib.cli import Progress, add_model_options, staged_output, write_json
 from CardiacSuiteLib.errors import InputError
 
+from .choices import ATRIAL_LENGTH_RULES as LENGTH_RULES
+from .choices import ATRIAL_METHODS as METHODS
+
 
 def add_commands(commands) -> None:
     atria = commands.add_parser(
@@ -30,9 +33,9 @@ def add_commands(commands) -> None:
     atria.add_argument("--out", required=True, help="output folder (results.json, segmentations, scene.mrb)")
     atria.add_argument("--segmentation-2ch", help="corrected 2-chamber contours (.seg.nrrd written by a previous run)")
     atria.add_argument("--segmentation-4ch", help="corrected 4-chamber contours (.seg.nrrd written by a previous run)")
-    atria.add_argument("--length-rule", choices=("shorter", "mean"), default="shorter",
+    atria.add_argument("--length-rule", choices=LENGTH_RULES, default=LENGTH_RULES[0],
                        help="LA biplane length: the shorter of the two views' lengths (default) or their mean")
-    atria.add_argument("--method", choices=("auto", "seeded", "model"), default="auto",
+    atria.add_argument("--method", choices=METHODS, default=METHODS[0],
                        help="contours from an installed long-axis model when there is one (auto, the default),"
                        " from the seeds, or from the model only")
     add_model_options(atria)

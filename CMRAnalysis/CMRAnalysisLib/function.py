@@ -8,7 +8,7 @@ Two steps, kept apart so that an edited contour recomputes every figure without 
    and end-systole per ventricle, SV, EF, cardiac output, LV mass, peak ejection and filling rates, and the
    AHA 17-segment wall thickness and thickening.
 
-``run_function_analysis`` reads the cine from the scene and writes the results back (segmentation sequence,
+``workflow.run_function_analysis`` reads the cine from the scene and writes the results back (segmentation sequence,
 tables, plot, insertion-point markups, references on the study's CardiacCase node); ``recompute_from_scene``
 is the correction loop after the reader edits the segmentation in Slicer.
 """
@@ -27,6 +27,7 @@ from CardiacSuiteLib.inference.orientation import short_axis_view
 from CardiacSuiteLib.inference.segment2d import SliceSegmenter, keep_largest_components
 
 from . import aha, curves, papillary, volumes
+from .choices import ALL_PHASES, PHASES
 
 TASK = "cmr-sax-cine"
 RV, MYOCARDIUM, LV = "Right ventricle", "Left ventricle myocardium", "Left ventricle"
@@ -46,7 +47,7 @@ BASAL_CONVENTION = (
 class FunctionOptions:
     """Method choices that change the figures; every one is recorded in the results."""
 
-    phases: str = "all"  # "all" | "ed-es"
+    phases: str = ALL_PHASES  # one of PHASES
     papillary: str = papillary.BLOOD  # "blood" | "myocardium"
     slice_inclusion: list[bool] | None = None  # reader's per-slice choice, applied to every phase
     rv_insertion_ras: tuple[list[float], list[float]] | None = None  # (anterior, inferior) RAS mm
@@ -54,8 +55,8 @@ class FunctionOptions:
     nominal_rr_ms: float | None = None
 
     def validate(self) -> None:
-        if self.phases not in ("all", "ed-es"):
-            raise InputError(f"phases must be 'all' or 'ed-es', not '{self.phases}'")
+        if self.phases not in PHASES:
+            raise InputError(f"phases must be one of {', '.join(PHASES)}, not '{self.phases}'")
         if self.papillary not in papillary.CONVENTIONS:
             raise InputError(f"papillary must be one of {', '.join(papillary.CONVENTIONS)}, not '{self.papillary}'")
 
@@ -76,7 +77,7 @@ class CineSegmentation:
 def segment_cine(
     frames: np.ndarray,
     segmenter: SliceSegmenter,
-    phases: str = "all",
+    phases: str = ALL_PHASES,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     ijk_to_ras: np.ndarray | None = None,
@@ -93,7 +94,7 @@ def segment_cine(
     preparation = segmenter.prepare(frames)
     started = time.perf_counter()
     area_curve: list[float] = []
-    if phases == "all" or count == 1:
+    if phases == ALL_PHASES or count == 1:
         wanted = list(range(count))
         stack = frames.reshape(-1, *frames.shape[2:])
         all_labels = segmenter.segment(stack, preparation, progress, cancel).reshape(frames.shape)

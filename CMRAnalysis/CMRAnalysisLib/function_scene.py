@@ -2,40 +2,47 @@
 
 Results land as: a segmentation sequence (synchronised with the cine's browser when every phase was
 segmented, so stepping through phases shows image and contours together), a results table, a volume-curve
-table with a plot chart, an AHA segment table, RV insertion points as editable markups, and references plus
-the full results on the study's CardiacCase node. ``recompute_from_scene`` reads the (possibly edited)
-segmentations and markups back and updates every figure, recording what the reader changed.
+table with a plot chart, an AHA segment table, RV insertion points as editable markups, with patient data a
+table of indexed values against reference ranges, and references plus the full results on the study's
+CardiacCase node. ``recompute_from_scene`` reads the (possibly edited) segmentations and markups back and
+updates every figure, recording what the reader changed. ``workflow`` runs the whole analysis on top of this.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 import slicer
 from CardiacSuiteLib import mrml
-from CardiacSuiteLib.case import CardiacCase, Role
+from CardiacSuiteLib.case import CardiacCase, Key, Role
 from CardiacSuiteLib.errors import InputError
-from CardiacSuiteLib.inference import CancelToken, ProgressCallback, report
-from CardiacSuiteLib.inference.registry import ModelRegistry
-from CardiacSuiteLib.inference.segment2d import SliceSegmenter
 
-from .function import LABELS, TASK, FunctionOptions, analyse_cine, labels_digest, measure_function
+from .function import LABELS, FunctionOptions, labels_digest, measure_function
+from .patient import PatientInfo, assess_patient
 
 SEGMENT_SPECS = [
     mrml.SegmentSpec(1, "Right ventricle", (0.35, 0.55, 0.95)),
     mrml.SegmentSpec(2, "Left ventricle myocardium", (0.25, 0.8, 0.35)),
     mrml.SegmentSpec(3, "Left ventricle", (0.9, 0.3, 0.25)),
 ]
-CURVES_ROLE = "FunctionCurvesTable"
-PLOT_ROLE = "FunctionCurvesPlot"
-AHA_ROLE = "FunctionAHATable"
-INSERTION_ROLE = "RVInsertionPoints"
-RESULTS_KEY = "FunctionResults"
-OPTIONS_KEY = "FunctionOptions"
+CURVES_ROLE = Role.FUNCTION_CURVES_TABLE
+PLOT_ROLE = Role.FUNCTION_CURVES_PLOT
+AHA_ROLE = Role.FUNCTION_AHA_TABLE
+INSERTION_ROLE = Role.RV_INSERTION_POINTS
+REFERENCE_TABLE_ROLE = Role.FUNCTION_REFERENCE_TABLE
+RESULTS_KEY = Key.FUNCTION_RESULTS
+OPTIONS_KEY = Key.FUNCTION_OPTIONS
+AHA_COLUMNS = ["Segment", "Name", "Territory", "ED thickness (mm)", "ES thickness (mm)", "Thickening (%)"]
+#: AHA segment table column of each value the bull's-eye can show (the keys of ``polar_map.SCALES``).
+POLAR_MAP_COLUMNS = {
+    "thickening_pct": AHA_COLUMNS[5],
+    "ed_thickness_mm": AHA_COLUMNS[3],
+    "es_thickness_mm": AHA_COLUMNS[4],
+}
+REFERENCE_COLUMNS = ["Measurement", "Value", "Unit", "Normal range", "z-score", "Flag", "Source or reason"]
 
 
 @dataclass
@@ -90,7 +97,9 @@ def cine_from_node(input_node) -> tuple[np.ndarray, np.ndarray, list[float] | No
 
 
 def browser_of(scene, sequence_node):
-    """The sequence browser that shows ``sequence_node``, if any."""
+    """The sequence browser that shows ``sequence_node``, if any (None for no node, or one outside the scene)."""
+    if sequence_node is None or sequence_node.GetScene() is None:
+        return None
     browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
     for index in range(browsers.GetNumberOfItems()):
         browser = browsers.GetItemAsObject(index)
@@ -99,61 +108,14 @@ def browser_of(scene, sequence_node):
     return None
 
 
-# ------------------------------------------------------------------------------------------------ analysis
-
-
-def run_function_analysis(
-    scene,
-    input_node,
-    model_id: str | None = None,
-    device: str = "auto",
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-    registry: ModelRegistry | None = None,
-    case: CardiacCase | None = None,
-    allow_download: bool = False,
-    options: FunctionOptions | None = None,
-    edits: dict[int, np.ndarray] | Callable[[dict], dict[int, np.ndarray]] | None = None,
-) -> FunctionAnalysis:
-    """Analyse the cine in ``input_node`` and add the results to ``scene``.
-
-    ``edits`` replaces the AI labels of some phases by a reader's corrected ones (phase → label map on the
-    cine grid) before measuring; the results then list those phases as edited. It may be a function of the
-    AI results, for corrections named by the AI's end-diastolic or end-systolic phase. Nothing is added to the scene
-    until every figure is computed, so a cancelled or failed run leaves the scene as it was.
-    """
-    options = options or FunctionOptions()
-    options.validate()
-    frames, geometry, times, index_values = cine_from_node(input_node)
-    registry = registry or ModelRegistry.default()
-    report(progress, 0.0, "loading the model")
-    started = time.perf_counter()
-    segmenter = SliceSegmenter.from_registry(registry, model_id, TASK, device, allow_download)
-    model_load_s = time.perf_counter() - started
-    results, segmentation = analyse_cine(frames, geometry, segmenter, times, options, progress, cancel)
-    results["timing_s"]["model_load"] = model_load_s
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    labels = segmentation.labels
-    if callable(edits):
-        edits = edits(results)
-    if edits:
-        unknown = sorted(set(edits) - set(labels))
-        if unknown:
-            raise InputError(f"corrected segmentation for phase(s) {unknown}, which the analysis did not segment")
-        labels = {**labels, **edits}
-        started = time.perf_counter()
-        edited = measure_function(frames, labels, geometry, times, options)
-        for key in ("model", "timing_s", "ai_label_digests"):
-            edited[key] = results[key]
-        edited["timing_s"]["measurement"] = time.perf_counter() - started
-        changed = [p for p in sorted(edits) if labels_digest(edits[p]) != results["ai_label_digests"][str(p)]]
-        edited["edited"] = {"phases": changed, "rv_insertion_points_moved": False, "note": "figures computed from the reader's contours"}
-        results = edited
-    return add_function_results(scene, input_node, results, labels, geometry, index_values, options, case)
+# ------------------------------------------------------------------------------------------------ results
 
 
 def add_function_results(scene, input_node, results: dict, labels: dict[int, np.ndarray], geometry, index_values, options, case=None) -> FunctionAnalysis:
+    """Add the segmentations and every result node of one analysis to ``scene`` and file them under ``case``.
+
+    Without ``case`` the study is found (or made) by the input's name.
+    """
     name = input_node.GetName()
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{name} segmentation")
     if index_values is not None and input_node.IsA("vtkMRMLSequenceNode"):
@@ -187,7 +149,7 @@ def add_function_results(scene, input_node, results: dict, labels: dict[int, np.
         if cine_browser is not None:
             case.set_reference(Role.CINE_BROWSER, cine_browser)
     elif input_node.IsA("vtkMRMLScalarVolumeNode"):
-        case.set_reference("CineVolume", input_node)
+        case.set_reference(Role.CINE_VOLUME, input_node)
     case.set_reference(Role.FUNCTION_SEGMENTATION, sequence)
     case.set_reference(Role.FUNCTION_SEGMENTATION_BROWSER, browser)
     case.set_value(OPTIONS_KEY, _options_record(options))
@@ -265,7 +227,7 @@ def _insertion_markups(scene, case: CardiacCase, name: str, points: dict):
     for label in ("anterior", "inferior"):
         index = markups.AddControlPoint(*points[label])
         markups.SetNthControlPointLabel(index, f"{label} RV insertion")
-    case.set_value("RVInsertionPointsAsMeasured", {k: points[k] for k in ("anterior", "inferior")})
+    case.set_value(Key.RV_INSERTION_POINTS_AS_MEASURED, {k: points[k] for k in ("anterior", "inferior")})
     return markups
 
 
@@ -278,7 +240,7 @@ def recompute_from_scene(scene, case: CardiacCase, options: FunctionOptions | No
     Phases whose labels differ from the AI's are listed under ``edited.phases``; moved insertion points are
     used and recorded. The model is not run again.
     """
-    cine = case.reference(Role.CINE) or case.reference("CineVolume")
+    cine = case_cine(case)
     sequence = case.reference(Role.FUNCTION_SEGMENTATION)
     browser = case.reference(Role.FUNCTION_SEGMENTATION_BROWSER)
     previous = case.value(RESULTS_KEY)
@@ -291,7 +253,7 @@ def recompute_from_scene(scene, case: CardiacCase, options: FunctionOptions | No
     labels = read_segmentation_sequence(scene, sequence, browser, geometry, frames.shape[1:], index_values)
     # Points the reader placed stay in the options (so later recomputes keep them); a new move replaces them.
     markups = case.reference(INSERTION_ROLE)
-    measured_points = case.value("RVInsertionPointsAsMeasured")
+    measured_points = case.value(Key.RV_INSERTION_POINTS_AS_MEASURED)
     if markups is not None and markups.GetNumberOfControlPoints() == 2 and measured_points:
         current = [list(markups.GetNthControlPointPositionWorld(i)) for i in range(2)]
         if not np.allclose(current, [measured_points["anterior"], measured_points["inferior"]], atol=0.01):
@@ -365,7 +327,8 @@ def results_table(results: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def aha_table(aha_results: dict) -> tuple[list[str], list[list[str]]]:
-    columns = ["Segment", "Name", "Territory", "ED thickness (mm)", "ES thickness (mm)", "Thickening (%)"]
+    """Rows of (segment, name, territory, ED and ES wall thickness, systolic thickening)."""
+    columns = list(AHA_COLUMNS)
     rows = []
     for number, segment in aha_results["segments"].items():
         rows.append(
@@ -375,7 +338,63 @@ def aha_table(aha_results: dict) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
+def reference_table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Rows (all text) of the body surface area, the cardiac indices and each value against its reference."""
+    rows = []
+    if results.get("bsa_m2") is not None:
+        formula = results.get("bsa_formula") or {}
+        rows.append(["Body surface area", _fmt(results["bsa_m2"], 2), "m2", "", "", "",
+                     f"{formula.get('name', '')}: {formula.get('equation', '')}"])
+    for ventricle in ("lv", "rv"):
+        cardiac_index = (results.get(ventricle) or {}).get("ci_l_min_m2")
+        if cardiac_index is not None:
+            rows.append([f"{ventricle.upper()} cardiac index", _fmt(cardiac_index, 2), "l/min/m2", "", "", "", ""])
+    for item in (results.get("reference") or {}).get("parameters", {}).values():
+        reference = item.get("reference")
+        normal_range = ""
+        source = item.get("reason") or ""
+        if reference:
+            normal_range = f"{_fmt(reference.get('lower'))} - {_fmt(reference.get('upper'))}"
+            source = (reference.get("source") or {}).get("citation") or ""
+        if item.get("note"):
+            source = f"{source}; {item['note']}" if source else item["note"]
+        z_score = item.get("z_score")
+        rows.append([
+            item.get("label", item.get("parameter", "")),
+            _fmt(item.get("value")),
+            item.get("unit") or "",
+            normal_range,
+            "" if z_score is None else f"{z_score:+.1f}",
+            item.get("flag") or "",
+            source,
+        ])
+    return list(REFERENCE_COLUMNS), rows
+
+
+def add_patient_assessment(scene, analysis: FunctionAnalysis, patient: PatientInfo | None) -> None:
+    """BSA, indexed values and reference flags into the results, and the reference-values table (or none).
+
+    The table of an earlier analysis of the study is replaced, or removed when there are no patient data now.
+    """
+    case = CardiacCase(analysis.case_node)
+    if patient is None:
+        old = case.reference(REFERENCE_TABLE_ROLE)
+        if old is not None:
+            scene.RemoveNode(old)
+        case.set_reference(REFERENCE_TABLE_ROLE, None)
+        return
+    assess_patient(analysis.results, patient)
+    case.set_value(RESULTS_KEY, analysis.results)
+    name = analysis.table.GetName().removesuffix(" function") if analysis.table is not None else "CMR"
+    _replace_table(scene, case, REFERENCE_TABLE_ROLE, f"{name} reference values", *reference_table_rows(analysis.results))
+
+
+def case_cine(case: CardiacCase):
+    """The cine (volume sequence) or single volume the study's function analysis was made on, or None."""
+    return case.reference(Role.CINE) or case.reference(Role.CINE_VOLUME)
+
+
 __all__ = [
-    "FunctionAnalysis", "FunctionOptions", "LABELS", "add_function_results", "cine_from_node", "read_segmentation_sequence",
-    "recompute_from_scene", "results_table", "run_function_analysis",
+    "FunctionAnalysis", "LABELS", "add_function_results", "add_patient_assessment", "case_cine", "cine_from_node",
+    "read_segmentation_sequence", "recompute_from_scene", "reference_table_rows", "results_table",
 ]

@@ -1,5 +1,8 @@
 """Sunnybrook Cardiac Data (Radau et al. 2009, CC0): the manual reference for LV volumes and EF.
 
+The validation scripts, the model-training evaluation and researchers checking a model on their own copy of the
+data read the manual contours through this one reader.
+
 Each manual endocardial contour (``IM-0001-NNNN-icontour-manual.txt``, pixel x y pairs) belongs to image
 ``NNNN.dcm``; its slice and phase are found from that file's own ImagePositionPatient and TriggerTime, so the
 reference never relies on file numbering. Manual volumes are disc summations of the contour polygon areas

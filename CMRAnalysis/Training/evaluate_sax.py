@@ -24,8 +24,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sax_data  # noqa: E402
-
-sys.path.insert(0, str(sax_data.REPO / "Testing"))
 MODELS = ["sax-fast-unet", "myopari-acdc-tiramisu"]
 SUNNYBROOK = ["SCD0000101", "SCD0000201", "SCD0000301"]
 
@@ -87,7 +85,7 @@ def evaluate_sunnybrook(segmenter, patient: str, full_study: bool, repeats: int 
     """Whole-study segmentation time (every slice, every phase) and analyse_cine's LV EF/EDV against manual contours."""
     from CardiacSuiteLib.imageio import read_image_input
     from CMRAnalysisLib.function import analyse_cine
-    from validation.sunnybrook import manual_reference, patients
+    from CMRAnalysisLib.sunnybrook import manual_reference, patients
 
     root = sax_data.data_root() / "sunnybrook"
     dicoms, contours = {pid: (d, c) for pid, d, c in patients(root)}[patient]

@@ -373,7 +373,7 @@ def test_a_registered_but_missing_model_falls_back_to_seeds(tmp_path, monkeypatc
     assert_matches_truth(results, phantom)
     with pytest.raises(ModelError, match="no model for the task 'cmr-lax-cine' is installed"):
         atria.atrial_volumes(phantom.two_chamber, phantom.four_chamber, method="model")
-    with pytest.raises(InputError, match=r"need a seed point in the left atrium \(2-chamber\) \(--la-seed-2ch R,A,S\)"):
+    with pytest.raises(InputError, match=r"need a seed point in the left atrium \(2-chamber\): a point R,A,S"):
         atria.atrial_volumes(phantom.two_chamber, phantom.four_chamber)
 
 

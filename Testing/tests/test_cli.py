@@ -241,7 +241,7 @@ def test_bad_analysis_options(tmp_path, phantom, capsys):
     path = write_image(ImageSeries(phantom.series.frames[:1], phantom.series.ijk_to_ras, modality="MR"), tmp_path / "x.nrrd")
     out = existing_output(tmp_path)
     cases = [
-        (["--exclude-slices", "0,99"], "slices 0 to"),
+        (["--exclude-slices", "0,99"], "excluded slices: '99' is beyond the 8 slices"),
         (["--rv-insertion-anterior", "1,2,3"], "both"),
         (["--rv-insertion-anterior", "1,2", "--rv-insertion-inferior", "1,2,3"], "R,A,S"),
         (["--height-cm", "170"], "both --height-cm and --weight-kg"),

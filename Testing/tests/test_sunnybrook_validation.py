@@ -8,16 +8,12 @@ model is slow on a CPU, so it contours end-diastole and end-systole only; the fa
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from CardiacSuiteLib.cli import main  # noqa: E402
-from CardiacSuiteLib.imageio import read_image_input  # noqa: E402
-from validation.sunnybrook import manual_reference, patients  # noqa: E402
+from CardiacSuiteLib.cli import main
+from CardiacSuiteLib.imageio import read_image_input
+from CMRAnalysisLib.sunnybrook import manual_reference, patients
 
 PATIENTS = ["SCD0000101", "SCD0000201", "SCD0000301"]
 MODELS = [("myopari-acdc-tiramisu", "ed-es"), ("sax-fast-unet", "all")]

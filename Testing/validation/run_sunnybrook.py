@@ -13,13 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from CardiacSuiteLib.imageio import read_image_input  # noqa: E402
-from CardiacSuiteLib.inference.registry import ModelRegistry  # noqa: E402
-from CardiacSuiteLib.inference.segment2d import SliceSegmenter  # noqa: E402
-from CMRAnalysisLib.function import TASK, FunctionOptions, analyse_cine  # noqa: E402
-from validation.sunnybrook import dice, manual_reference, patients  # noqa: E402
+from CardiacSuiteLib.imageio import read_image_input
+from CardiacSuiteLib.inference.registry import ModelRegistry
+from CardiacSuiteLib.inference.segment2d import SliceSegmenter
+from CMRAnalysisLib.function import TASK, FunctionOptions, analyse_cine
+from CMRAnalysisLib.sunnybrook import dice, manual_reference, patients
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sunnybrook"
 

@@ -23,13 +23,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from CardiacSuiteLib.imageio import read_image_input  # noqa: E402
-from FourDCTLib.phases import ArrayPhases  # noqa: E402
-from FourDCTLib.propagation import PropagationSettings, Segment, propagate  # noqa: E402
-from FourDCTLib.registration import RegistrationSettings  # noqa: E402
-from validation.sunnybrook import dice, manual_reference, patients  # noqa: E402
+from CardiacSuiteLib.imageio import read_image_input
+from CardiacSuiteLib.image4d import ArrayPhases
+from FourDCTLib.propagation import PropagationSettings, Segment, propagate
+from FourDCTLib.registration import RegistrationSettings
+from CMRAnalysisLib.sunnybrook import dice, manual_reference, patients
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sunnybrook"
 

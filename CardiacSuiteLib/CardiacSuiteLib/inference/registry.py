@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import CardiacSuiteError, ModelError
 
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
 BUILTIN_REGISTRY = RESOURCES / "Models.json"
@@ -199,6 +199,10 @@ class ModelRegistry:
     def models(self, task: str | None = None) -> list[ModelEntry]:
         return [entry for entry in self.entries if task is None or entry.task == task]
 
+    def choices(self, task: str) -> list[ModelEntry]:
+        """The task's models as a user is offered them: the default first, then in registry order."""
+        return sorted(self.models(task), key=lambda entry: not entry.default)
+
     def get(self, model_id: str | None = None, task: str | None = None, version: str | None = None) -> ModelEntry:
         """The entry for ``model_id`` (newest listed version unless given), or the task's default model."""
         if model_id is None:
@@ -239,6 +243,16 @@ class ModelRegistry:
     def is_installed(self, entry: ModelEntry) -> bool:
         path = self.bundled_path(entry) or self.cached_path(entry)
         return path.is_file() and (entry.file_size is None or path.stat().st_size == entry.file_size)
+
+    def available(self, entry: ModelEntry) -> bool:
+        """True when the weights are installed or can be installed from a local source (no download)."""
+        if self.is_installed(entry):
+            return True
+        try:
+            self.install(entry, allow_download=False)
+        except CardiacSuiteError:
+            return False
+        return True
 
     def verified_path(self, entry: ModelEntry) -> Path:
         """The cached weights after a checksum check; a corrupt file is reported, never used."""
