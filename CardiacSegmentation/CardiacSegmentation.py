@@ -19,6 +19,7 @@ from slicer import (
 
 from CardiacSegmentationLib.presets import DEFAULT_MODE, MODES, PRESETS
 from CardiacSuiteUI.longwork import LongWork
+from CardiacSuiteUI.requirements import ensurePythonRequirements
 from CardiacSuiteUI.study import StudyModuleLogic, StudyModuleWidget
 
 
@@ -289,7 +290,12 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         if self._work.running:
             return
         volumeNode, caseNode = self._parameterNode.inputVolume, self._parameterNode.cardiacCase
-        request = self._work.runOnGuiThread(_("Reading the inputs..."), readInputs)
+
+        def packagesThenInputs():
+            ensurePythonRequirements(_("Cardiac Segmentation"))  # scikit-image and nibabel are not in Slicer
+            return readInputs()
+
+        request = self._work.runOnGuiThread(_("Reading the inputs..."), packagesThenInputs)
         if request is None:
             return
         self._work.start(

@@ -20,6 +20,7 @@ from slicer import (
 from CardiacSuiteLib.errors import Cancelled, CardiacSuiteError
 from CardiacSuiteLib.vocabulary import CASE_MODULE_NAME, MODULE_NAME_ATTRIBUTE, Key
 from CardiacSuiteUI.longwork import LongWork
+from CardiacSuiteUI.requirements import ensurePythonRequirements
 from CardiacSuiteUI.study import StudyModuleLogic, StudyModuleWidget, studySummary
 from FourDCTLib.choices import METHODS, ORIENTATIONS, STRATEGIES
 
@@ -296,6 +297,8 @@ class FourDCTWidget(StudyModuleWidget):
     def onImportButton(self) -> None:
         """Read the folder in a worker; the volume sequence enters the scene when it is read."""
         folder, allowMissing = str(self._parameterNode.dicomFolder), self._parameterNode.allowMissingPhases
+        if not self._packagesInstalled():
+            return
         self.longWork.start(
             lambda progress, cancel: self.logic.readPhases(folder, allowMissing, progress, cancel),
             self._onImported, message=_("Reading the 4D CT..."), failureMessage=_("4D CT import failed."),
@@ -313,6 +316,11 @@ class FourDCTWidget(StudyModuleWidget):
             + ("\n" + "\n".join(imported.warnings) if imported.warnings else "")
         )
 
+    def _packagesInstalled(self) -> bool:
+        """pydicom, nibabel and scikit-image are not in Slicer: install them on first use, after asking."""
+        return bool(self.longWork.runOnGuiThread(
+            _("Checking the Python packages..."), lambda: ensurePythonRequirements(_("4D CT"))))
+
     def onCurrentPhaseButton(self) -> None:
         """Take the reference phase from the phase the sequence browser shows now."""
         sequence = self._parameterNode.inputSequence
@@ -324,6 +332,8 @@ class FourDCTWidget(StudyModuleWidget):
         """Read the inputs here, register in a worker (Cancel stops it between phases), file the results here."""
         parameterNode = self._parameterNode
         sequence = parameterNode.inputSequence
+        if not self._packagesInstalled():
+            return
         inputs = self.longWork.runOnGuiThread(
             _("Reading the inputs..."),
             lambda: self.logic.readInputs(sequence, parameterNode.referenceSegmentation, parameterNode.referencePhase),

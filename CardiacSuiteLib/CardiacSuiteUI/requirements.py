@@ -14,12 +14,12 @@ SLICER_PROVIDED_PACKAGES = ["torch", "numpy", "scipy", "SimpleITK", "vtk", "pill
 REQUIREMENTS_FILE = Path(CardiacSuiteLib.__file__).parent / "Resources" / "requirements.txt"
 
 
-def ensurePythonRequirements(moduleTitle: str, backend: str = "") -> None:
+def ensurePythonRequirements(moduleTitle: str, backend: str = "") -> bool:
     """Make sure the packages in CardiacSuiteLib/Resources/requirements.txt (and torch for a torch model) are there.
 
     ``slicer.packaging.pip_ensure`` does nothing when they are installed and skips installation in testing mode.
     torch comes from the PyTorch extension, which picks the build that matches this computer's GPU. Raises
-    CardiacSuiteError when a package is missing and cannot be installed or the user declines.
+    CardiacSuiteError when a package is missing and cannot be installed or the user declines; True otherwise.
     """
     if backend == "torch":
         _ensureTorch()
@@ -36,6 +36,7 @@ def ensurePythonRequirements(moduleTitle: str, backend: str = "") -> None:
                 module=moduleTitle, names=names, reason=error
             )
         ) from None
+    return True
 
 
 def _ensureTorch() -> None:
