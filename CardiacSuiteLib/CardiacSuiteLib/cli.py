@@ -164,13 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Lib errors speak of the input, as Slicer users see them; on the command line, name the option that answers them.
+OPTION_HINTS = (
+    ("by its series UID", "--series UID"),
+    ("by the series UID of one of its series", "--series UID"),
+    ("allow missing phases", "--allow-missing-phases"),
+    ("downloading was not agreed to", "--download"),
+)
+
+
+def with_option_hint(message: str, hints=OPTION_HINTS) -> str:
+    """``message`` followed by the command-line option that does what it asks for, when one does."""
+    options = [option for phrase, option in hints if phrase in message and option not in message]
+    return message + (f" (option {options[0]})" if options else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except CardiacSuiteError as error:
-        print(f"cardiacsuite: error: {error}", file=sys.stderr)
+        print(f"cardiacsuite: error: {with_option_hint(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("cardiacsuite: interrupted; no results were written", file=sys.stderr)

@@ -261,3 +261,13 @@ def test_installed_command_lists_models():
     assert "myopari-acdc-tiramisu" in listing and "cmr-sax-cine" in listing
     bad = subprocess.run([command, "cmr-function", "/no/such/folder", "--out", "/tmp/x"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_errors_name_the_option_that_answers_them_on_the_command_line():
+    from CardiacSuiteLib.cli import with_option_hint
+
+    assert with_option_hint("the folder holds 2 DICOM series: ... Choose the one to load by its series UID") \
+        .endswith("by its series UID (option --series UID)")
+    assert with_option_hint("2 phases are missing; export every phase, or allow missing phases to go on without them") \
+        .endswith("(option --allow-missing-phases)")
+    assert with_option_hint("the file is empty") == "the file is empty"

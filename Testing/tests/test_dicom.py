@@ -363,7 +363,7 @@ def test_discovery_groups_counts_and_skips(tmp_path):
         read_image_input(tmp_path / "study")
     message = one_line(error)
     assert "2 DICOM series" in message and cine["series_uid"] in message and ct_uid in message
-    assert "'SA cine'" in message and "--series" in message
+    assert "'SA cine'" in message and "by its series UID" in message and "--" not in message
     assert "2 slice positions × 3 phases" in message and "3 slice positions × 1 phase " in message
 
     series = read_image_input(tmp_path / "study", series_uid=ct_uid)

@@ -304,7 +304,7 @@ def test_missing_package_falls_back_to_url_which_needs_permission(builtin, monke
         builtin.install(entry)
     message = one_line(caught)
     assert "Python package 'myopari' is not installed (pip install --no-deps myopari==0.1.6)" in message
-    assert "not allowed" in message and "--download" in message
+    assert "not allowed" in message and "downloading was not agreed to" in message
     assert cache_files(builtin.cache_dir) == []
 
 
@@ -417,7 +417,7 @@ def test_url_install_is_refused_without_permission(tmp_path, wheel):
     with pytest.raises(ModelError) as caught:
         registry.install(entry)
     message = one_line(caught)
-    assert "not allowed" in message and wheel.as_uri() in message and "--download" in message
+    assert "not allowed" in message and wheel.as_uri() in message and "downloading was not agreed to" in message
     with pytest.raises(ModelError, match="not allowed"):
         registry.resolve(entry)
     assert cache_files(registry.cache_dir) == []

@@ -130,8 +130,8 @@ def find_cardiac_phases(
         for n, (kind, found) in enumerate(candidates)
     )
     raise InputError(
-        f"{scan.folder} holds {len(candidates)} separate multi-phase acquisitions: {listing}. Pass the UID of one "
-        "series of the acquisition to load (--series)"
+        f"{scan.folder} holds {len(candidates)} separate multi-phase acquisitions: {listing}. Choose the acquisition "
+        "to load by the series UID of one of its series"
     )
 
 
@@ -300,7 +300,7 @@ def check_phase_values(values: list[float], unit: str, names: list[str], allow_m
     if problems and not allow_missing:
         raise InputError(
             problems[0] + "; export every phase of the reconstruction, or allow missing phases "
-            "(--allow-missing-phases) to go on without them"
+            "to go on without them"
         )
     return problems
 

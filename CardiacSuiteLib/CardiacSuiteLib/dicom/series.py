@@ -62,8 +62,8 @@ def select_series(scan: DicomScan, series_uid: str | None = None) -> SeriesSumma
     if len(scan.series) > 1:
         listing = "; ".join(f"[{n + 1}] {s.describe()}" for n, s in enumerate(scan.series))
         raise InputError(
-            f"{folder} holds {len(scan.series)} DICOM series: {listing}. Pass the UID of the one to load "
-            "(series_uid=…, or --series on the command line)"
+            f"{folder} holds {len(scan.series)} DICOM series: {listing}. Choose the one to load by its "
+            "series UID"
         )
     return scan.series[0]
 

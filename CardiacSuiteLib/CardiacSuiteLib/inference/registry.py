@@ -304,7 +304,7 @@ class ModelRegistry:
                 return self.import_file(entry, located)
             if source["type"] == "url":
                 if not allow_download:
-                    reasons.append(f"download from {source['url']} not allowed (use --download)")
+                    reasons.append(f"download from {source['url']} not allowed: downloading was not agreed to")
                     continue
                 return self._download(entry, source, progress)
         raise ModelError(f"model '{entry.id}' {entry.version} could not be installed: " + "; ".join(reasons))
