@@ -135,6 +135,16 @@ def tiny_unet():
     return network, batch, expected
 
 
+@pytest.fixture
+def tiny_weights(tmp_path, tiny_unet):
+    """The tiny UNet's state dict saved as a weights file."""
+    import torch
+
+    path = tmp_path / "weights.pt"
+    torch.save(tiny_unet[0].state_dict(), path)
+    return path
+
+
 def test_build_network_names_unknown_networks():
     with pytest.raises(ModelError, match="has no network 'NoSuchNet'"):
         build_network({"name": "NoSuchNet"})
@@ -157,13 +167,9 @@ def test_torch_backend_with_a_monai_state_dict(tmp_path, tiny_unet):
 
 
 @needs_cuda
-def test_torch_backend_on_cuda_matches_the_cpu(tmp_path, tiny_unet):
-    import torch
-
-    network, batch, expected = tiny_unet
-    path = tmp_path / "weights.pt"
-    torch.save(network.state_dict(), path)
-    backend = create_backend(make_entry(network=UNET), path, "auto")
+def test_torch_backend_on_cuda_matches_the_cpu(tiny_weights, tiny_unet):
+    _, batch, expected = tiny_unet
+    backend = create_backend(make_entry(network=UNET), tiny_weights, "auto")
     assert isinstance(backend, TorchBackend) and backend.device == "cuda"
     np.testing.assert_allclose(backend.predict(batch), expected, rtol=1e-3, atol=1e-3)
 
@@ -513,13 +519,9 @@ def in_a_worker():
     use_worker_process(None)
 
 
-def test_worker_process_gives_the_in_process_scores(tmp_path, tiny_unet, in_a_worker):
-    import torch
-
-    network, batch, expected = tiny_unet
-    path = tmp_path / "weights.pt"
-    torch.save(network.state_dict(), path)
-    backend = create_backend(make_entry(network=UNET), path, "cpu")
+def test_worker_process_gives_the_in_process_scores(tiny_weights, tiny_unet, in_a_worker):
+    _, batch, expected = tiny_unet
+    backend = create_backend(make_entry(network=UNET), tiny_weights, "cpu")
     assert isinstance(backend, WorkerBackend) and backend.device == "cpu"
     np.testing.assert_allclose(backend.predict(batch), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(backend.predict(batch[:1]), expected[:1], rtol=1e-5, atol=1e-5)
@@ -536,15 +538,11 @@ def test_worker_reports_a_corrupt_model_as_the_model_error(tmp_path, in_a_worker
     assert not isinstance(raised.value, WorkerStartError)
 
 
-def test_a_worker_that_cannot_start_falls_back_to_this_process(tmp_path, tiny_unet, caplog):
-    import torch
-
-    network, batch, expected = tiny_unet
-    path = tmp_path / "weights.pt"
-    torch.save(network.state_dict(), path)
+def test_a_worker_that_cannot_start_falls_back_to_this_process(tmp_path, tiny_weights, tiny_unet, caplog):
+    _, batch, expected = tiny_unet
     use_worker_process(str(tmp_path / "no-such-python"))
     try:
-        backend = create_backend(make_entry(network=UNET), path, "cpu")
+        backend = create_backend(make_entry(network=UNET), tiny_weights, "cpu")
     finally:
         use_worker_process(None)
     assert isinstance(backend, TorchBackend)

@@ -21,20 +21,13 @@ import numpy as np
 
 from CardiacSuiteLib import mrml
 from FourDCTLib.metrics import surface_figures
+from CardiacSuiteLib.phantoms import ct_heart
 from CardiacSuiteLib.phantoms.ct4d import Motion, Phantom4D, make_phantom
 from CardiacSuiteLib.image4d import MemmapPhases
 from CardiacSuiteLib.imageio import write_seq_nrrd
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ct" / "wholeheart_labels"
-NAMES = {
-    1: "LV myocardium",
-    2: "Left atrium",
-    3: "Left ventricle",
-    4: "Right atrium",
-    5: "Right ventricle",
-    6: "Aorta",
-    7: "Pulmonary artery",
-}
+NAMES = {**ct_heart.WHOLE_HEART_LABELS, 1: "LV myocardium"}
 COLORS = {1: (0.8, 0.5, 0.4), 2: (0.9, 0.8, 0.3), 3: (0.9, 0.3, 0.3), 4: (0.3, 0.6, 0.9), 5: (0.3, 0.4, 0.9),
           6: (0.9, 0.2, 0.6), 7: (0.4, 0.8, 0.9)}
 SCORED = {"Left ventricle": 3, "Left atrium": 2, "Aorta": 6}

@@ -401,17 +401,7 @@ def synthetic_labels(spacing_mm: float = 2.5) -> LabelVolume:
 def make_synthetic_phantom(spacing_mm: float = 2.5, phases: int = 4, motion: Motion | None = None, seed: int = 0,
                            noise_hu: float = 20.0, blur_mm: float = 1.0) -> Phantom4D:
     """The analytic heart of ``synthetic_labels`` with the same analytic motion as the real-anatomy phantom."""
-    volume = synthetic_labels(spacing_mm)
-    return Phantom4D(
-        reference=volume,
-        frame=lv_frame(volume),
-        motion=motion or Motion(),
-        percents=[100.0 * n / phases for n in range(phases)],
-        noise_hu=noise_hu,
-        blur_mm=blur_mm,
-        seed=seed,
-        source="synthetic",
-    )
+    return _beating(synthetic_labels(spacing_mm), phases, motion, seed, noise_hu, blur_mm, "synthetic")
 
 
 def make_phantom(
@@ -432,13 +422,12 @@ def make_phantom(
     volume = ct_heart.load_whole_heart_labels(labels_path, spacing_mm)
     if margin_mm is not None:
         volume = ct_heart.crop_to_labels(volume, margin_mm)
-    return Phantom4D(
-        reference=volume,
-        frame=lv_frame(volume),
-        motion=motion or Motion(),
-        percents=[100.0 * n / phases for n in range(phases)],
-        noise_hu=noise_hu,
-        blur_mm=blur_mm,
-        seed=seed,
-        source=str(labels_path),
-    )
+    return _beating(volume, phases, motion, seed, noise_hu, blur_mm, str(labels_path))
+
+
+def _beating(volume: LabelVolume, phases: int, motion: Motion | None, seed: int, noise_hu: float, blur_mm: float,
+             source: str) -> Phantom4D:
+    """``volume`` as the reference phase of a cycle of ``phases`` evenly spaced over the R-R interval."""
+    return Phantom4D(reference=volume, frame=lv_frame(volume), motion=motion or Motion(),
+                     percents=[100.0 * n / phases for n in range(phases)], noise_hu=noise_hu, blur_mm=blur_mm,
+                     seed=seed, source=source)
