@@ -224,11 +224,11 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
     }
     measured = time.perf_counter()
     with staged_output(out_dir) as staging:
-        labels = analysis_labels(scene, analysis, series)
-        # The bundle before the segmentation files, whose export adds helper nodes to the scene.
+        # The bundle first: reading the labels back and exporting them add display nodes to the scene.
         scene.SetRootDirectory(str(staging))
         if not scene.WriteToMRB(str(staging / "scene.mrb")):
             raise InputError(f"could not write the scene bundle to {out_dir}")
+        labels = analysis_labels(scene, analysis, series)
         ed, es = results["lv"]["ed_phase"], results["lv"]["es_phase"]
         key_phases = (("ED", ed), ("ES", es)) if ed != es else (("", ed),)
         for role, phase in key_phases:
@@ -259,25 +259,15 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
 
 
 def analysis_labels(scene, analysis, series) -> dict[int, np.ndarray]:
-    """The label maps of every segmented phase, read back from the scene.
-
-    Reading them adds colour tables to the scene; they are removed again, so that the scene bundle holds the
-    nodes the analysis made and nothing else, as the Slicer module's scene does.
-    """
+    """The label maps of every segmented phase, read back from the scene."""
     from CardiacSuiteLib.case import CardiacCase
 
     from .function_scene import case_cine, cine_from_node, read_segmentation_sequence
 
-    before = {scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())}
     _, geometry, _, index_values = cine_from_node(case_cine(CardiacCase(analysis.case_node)))
-    labels = read_segmentation_sequence(
+    return read_segmentation_sequence(
         scene, analysis.segmentation_sequence, analysis.segmentation_browser, geometry, series.frames.shape[1:], index_values
     )
-    added = [scene.GetNthNode(index) for index in range(scene.GetNumberOfNodes())]
-    for node in [node for node in added if node.GetID() not in before]:
-        if node.GetScene() is not None:
-            scene.RemoveNode(node)
-    return labels
 
 
 def _save_labels(scene, labels, geometry, specs, path: Path) -> None:

@@ -199,6 +199,11 @@ def fill_segmentation_from_labelmap(segmentation_node, labels, ijk_to_ras_matrix
     segmentation_node.Modified()
 
 
+def _node_ids(scene, class_name: str) -> set[str]:
+    nodes = scene.GetNodesByClass(class_name)
+    return {nodes.GetItemAsObject(index).GetID() for index in range(nodes.GetNumberOfItems())}
+
+
 def labelmap_from_segmentation(segmentation_node, reference_volume, segment_values: dict[str, int] | None = None, scene=None):
     """Label map ``[k, j, i]`` of a segmentation on the reference volume's grid.
 
@@ -217,6 +222,7 @@ def labelmap_from_segmentation(segmentation_node, reference_volume, segment_valu
             values.append(value)
     labelmap_node = slicer.vtkMRMLLabelMapVolumeNode()
     scene = scene or segmentation_node.GetScene() or reference_volume.GetScene()
+    colors_before = _node_ids(scene, "vtkMRMLColorTableNode")
     scene.AddNode(labelmap_node)
     try:
         if ids.GetNumberOfValues() and not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -229,6 +235,9 @@ def labelmap_from_segmentation(segmentation_node, reference_volume, segment_valu
         exported = array_from_volume(labelmap_node)
     finally:
         scene.RemoveNode(labelmap_node)
+        # The export makes a colour table for the temporary label map; it must not stay behind in the scene.
+        for node_id in _node_ids(scene, "vtkMRMLColorTableNode") - colors_before:
+            scene.RemoveNode(scene.GetNodeByID(node_id))
     lookup = np.zeros(len(values) + 1, dtype=np.uint8)
     lookup[1:] = values
     return lookup[exported]

@@ -27,9 +27,12 @@ def test_segmentation_converts_to_closed_surface(scene):
 def test_labelmap_round_trip_keeps_geometry(scene):
     volume = mrml.add_volume(scene, np.zeros((4, 20, 24), np.float32), GEOMETRY, "reference")
     segmentation = mrml.add_segmentation_from_labelmap(scene, labels(), GEOMETRY, SPECS, "seg")
+    colour_tables = scene.GetNodesByClass("vtkMRMLColorTableNode").GetNumberOfItems()
     back = mrml.labelmap_from_segmentation(segmentation, volume, {"Right ventricle": 1, "Left ventricle": 3})
     assert np.array_equal(back, labels())
     assert np.allclose(mrml.ijk_to_ras(volume), GEOMETRY)
+    # The temporary label map leaves nothing behind, its colour table included.
+    assert scene.GetNodesByClass("vtkMRMLColorTableNode").GetNumberOfItems() == colour_tables
 
 
 def test_sequence_browser_selects_items(scene):
