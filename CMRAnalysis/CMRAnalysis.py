@@ -160,7 +160,6 @@ class CMRAnalysisWidget(StudyModuleWidget):
         StudyModuleWidget.__init__(self, parent)
         self.logicClass = CMRAnalysisLogic  # defined below the widget, in the template's order
         self.ui = None
-        self._longWork = None  # runs the model download and the analysis, one at a time
         self._reviewBrowser = None  # the sequence browser the phase controls drive
         self._shownNodeIds = {}  # view name -> ID of the node it shows, to avoid needless refreshes
         self._polarMapKey = "unset"  # what the bull's-eye shows: (AHA table ID, its modification time, value)
@@ -169,7 +168,7 @@ class CMRAnalysisWidget(StudyModuleWidget):
         """Load the form, connect the scene and the parameter node (the shared base), then this module's parts."""
         StudyModuleWidget.setup(self)
         # Progress, cancel and errors of the download and the analysis; the inputs are locked while they run.
-        self._longWork = LongWork(
+        self.longWork = LongWork(
             _("CMR Analysis"), self.ui.progressBar, self.ui.cancelButton, self.ui.statusLabel,
             lockedWidgets=[self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton,
                            self.ui.patientCollapsibleButton],
@@ -190,14 +189,11 @@ class CMRAnalysisWidget(StudyModuleWidget):
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        if self._longWork is not None:
-            self._longWork.stop()
         self._setReviewBrowser(None)
         StudyModuleWidget.cleanup(self)
 
     def onSceneStartClose(self, caller, event) -> None:
-        """A running analysis must not add its results to the next scene."""
-        self._longWork.discard()
+        """The base discards a running analysis: its results must not reach the next scene."""
         self._setReviewBrowser(None)
         StudyModuleWidget.onSceneStartClose(self, caller, event)
 
@@ -245,7 +241,7 @@ class CMRAnalysisWidget(StudyModuleWidget):
 
     def _busy(self) -> bool:
         """True while the model download or an analysis runs."""
-        return self._longWork is not None and self._longWork.running
+        return self.longWork is not None and self.longWork.running
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         """Enable Apply when an input and a model are chosen and nothing runs; keep the result views in sync."""
@@ -293,10 +289,10 @@ class CMRAnalysisWidget(StudyModuleWidget):
                 entry = self._models.entry(parameterNode.modelId)
                 ensurePythonRequirements(_("CMR Analysis"), entry.backend)
             except CardiacSuiteError as error:
-                self._longWork.setStatus(str(error))
+                self.longWork.setStatus(str(error))
                 slicer.util.errorDisplay(str(error), windowTitle=_("CMR Analysis"))
                 return
-            self._models.ensureAvailable(entry, self._longWork, self._startAnalysis)
+            self._models.ensureAvailable(entry, self.longWork, self._startAnalysis)
         self._checkCanApply()
 
     def _startAnalysis(self) -> None:
@@ -314,10 +310,10 @@ class CMRAnalysisWidget(StudyModuleWidget):
                 patient=self._patientInfo(), caseNode=workflow.study_for(inputNode, parameterNode.cardiacCase),
             )
 
-        prepared = self._longWork.runOnGuiThread(_("Reading the cine and loading the model..."), prepare)
+        prepared = self.longWork.runOnGuiThread(_("Reading the cine and loading the model..."), prepare)
         if prepared is None:
             return
-        self._longWork.start(
+        self.longWork.start(
             lambda progress, cancel: CMRAnalysisLogic.compute(prepared, progress, cancel),
             onSuccess=lambda computed: self._showResult(self.logic.finish(prepared, computed)),
             message=_("Segmenting {name} on {device}...").format(name=inputNode.GetName(), device=prepared.device),
@@ -357,7 +353,7 @@ class CMRAnalysisWidget(StudyModuleWidget):
             if background is not None:
                 slicer.util.setSliceViewerLayers(background=background, fit=True, rotateToVolumePlane=True)
             self.ui.resultsCollapsibleButton.collapsed = False
-        self._longWork.setStatus(workflow.result_summary(analysis.results))
+        self.longWork.setStatus(workflow.result_summary(analysis.results))
         self._checkCanApply()
 
     def _setView(self, key: str, node, setter) -> None:
@@ -489,7 +485,7 @@ class CMRAnalysisWidget(StudyModuleWidget):
             return self.logic.recompute(caseNode, options, self._patientInfo())
 
         with slicer.util.tryWithErrorDisplay(_("Recomputing failed."), waitCursor=True):
-            analysis = self._longWork.runOnGuiThread(_("Recomputing from the edited contours..."), recompute)
+            analysis = self.longWork.runOnGuiThread(_("Recomputing from the edited contours..."), recompute)
             if analysis is not None:
                 self._showResult(analysis, recomputed=True)
         self._checkCanApply()

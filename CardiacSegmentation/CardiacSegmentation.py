@@ -200,14 +200,10 @@ class CardiacSegmentationWidget(StudyModuleWidget):
     logicClass = CardiacSegmentationLogic
     uiFile = "UI/CardiacSegmentation.ui"
 
-    def __init__(self, parent=None) -> None:
-        StudyModuleWidget.__init__(self, parent)
-        self._work = None
-
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         StudyModuleWidget.setup(self)
-        self._work = LongWork(
+        self.longWork = LongWork(
             _("Cardiac Segmentation"), self.ui.progressBar, self.ui.cancelButton, self.ui.statusLabel,
             lockedWidgets=[self.ui.inputsCollapsibleButton, self.ui.branchList], onStateChanged=self._checkCanApply,
         )
@@ -217,16 +213,8 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         self.ui.branchList.connect("itemChanged(QListWidgetItem*)", self.onBranchItemChanged)
         self._checkCanApply()
 
-    def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
-        if self._work is not None:
-            self._work.stop()
-        StudyModuleWidget.cleanup(self)
-
     def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed: a running job's result has nowhere to go."""
-        if self._work is not None:
-            self._work.discard()
+        """Called just before the scene is closed: the running job is discarded by the base."""
         StudyModuleWidget.onSceneStartClose(self, caller, event)
         self.logic.forgetCoronary()
 
@@ -243,7 +231,7 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         from CardiacSegmentationLib.presets import get_preset
 
         parameterNode = self._parameterNode
-        running = self._work is not None and self._work.running
+        running = self.longWork is not None and self.longWork.running
         self.ui.resultsTableView.setMRMLTableNode(parameterNode.measurementsTable if parameterNode else None)
         self.ui.segmentEditorButton.enabled = bool(parameterNode and parameterNode.outputSegmentation) and not running
         if parameterNode:
@@ -287,7 +275,7 @@ class CardiacSegmentationWidget(StudyModuleWidget):
 
     def _run(self, readInputs, compute, message: str, failureMessage: str) -> None:
         """Read the inputs here, compute in a worker (progress, cancel), add the results here when it ends well."""
-        if self._work.running:
+        if self.longWork.running:
             return
         volumeNode, caseNode = self._parameterNode.inputVolume, self._parameterNode.cardiacCase
 
@@ -295,10 +283,10 @@ class CardiacSegmentationWidget(StudyModuleWidget):
             ensurePythonRequirements(_("Cardiac Segmentation"))  # scikit-image and nibabel are not in Slicer
             return readInputs()
 
-        request = self._work.runOnGuiThread(_("Reading the inputs..."), packagesThenInputs)
+        request = self.longWork.runOnGuiThread(_("Reading the inputs..."), packagesThenInputs)
         if request is None:
             return
-        self._work.start(
+        self.longWork.start(
             lambda progress, cancel: compute(request, progress, cancel),
             lambda run: self._showOutputs(self.logic.addRunToScene(run, volumeNode, caseNode)),
             message=message, failureMessage=failureMessage,
@@ -316,7 +304,7 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         if outputs.case is not None:
             parameterNode.cardiacCase = outputs.case.node
         self._fillBranchList()
-        self._work.setStatus(outputs.summary)
+        self.longWork.setStatus(outputs.summary)
 
     def _fillBranchList(self) -> None:
         import qt

@@ -230,11 +230,6 @@ class FourDCTWidget(StudyModuleWidget):
     logicClass = FourDCTLogic
     uiFile = "UI/FourDCT.ui"
 
-    def __init__(self, parent=None) -> None:
-        """Called when the user opens the module the first time and the widget is initialized."""
-        StudyModuleWidget.__init__(self, parent)
-        self.longWork = None
-
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         StudyModuleWidget.setup(self)
@@ -248,18 +243,6 @@ class FourDCTWidget(StudyModuleWidget):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.showPhasesButton.connect("clicked(bool)", self.onShowPhasesButton)
         self._checkCanApply()
-
-    def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
-        if self.longWork is not None:
-            self.longWork.stop()
-        StudyModuleWidget.cleanup(self)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed: a running job's result is for the closing scene."""
-        if self.longWork is not None:
-            self.longWork.discard()
-        StudyModuleWidget.onSceneStartClose(self, caller, event)
 
     def initializeParameterNode(self) -> None:
         """Ensure parameter node exists and observed, with the scene's first 4D CT and study selected."""

@@ -69,6 +69,7 @@ class StudyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)  # needed for parameter node observation
         self.logic = None
+        self.longWork = None  # a module's CardiacSuiteUI.longwork.LongWork, stopped and discarded here
         self._parameterNode = None
         self._parameterNodeGuiTag = None
 
@@ -85,6 +86,8 @@ class StudyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        if self.longWork is not None:
+            self.longWork.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -97,6 +100,8 @@ class StudyModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self.longWork is not None:  # a running job's result is for the closing scene
+            self.longWork.discard()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
