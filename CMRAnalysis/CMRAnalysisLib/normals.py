@@ -64,7 +64,7 @@ RESULT_KEYS = {
     "lv_esv_ml": ("lv", "esv_ml"),
     "lv_sv_ml": ("lv", "sv_ml"),
     "lv_ef_pct": ("lv", "ef_pct"),
-    "lv_mass_g": ("lv", "mass_ed_g"),
+    "lv_mass_g": ("lv", "mass_g"),
     "rv_edv_ml": ("rv", "edv_ml"),
     "rv_esv_ml": ("rv", "esv_ml"),
     "rv_sv_ml": ("rv", "sv_ml"),
@@ -398,7 +398,7 @@ def assess(
     """Every LV/RV figure of a function analysis against the shipped references, absolute and indexed.
 
     ``results`` is the dict of ``function.analyse_cine`` (``lv``/``rv`` with ``edv_ml``, ``esv_ml``, ``sv_ml``,
-    ``ef_pct``, ``mass_ed_g``); ``papillary`` defaults to ``results['method']['papillary_muscles']``. Missing
+    ``ef_pct``, ``mass_g``); ``papillary`` defaults to ``results['method']['papillary_muscles']``. Missing
     sex, age or BSA leaves the affected parameters unflagged with the reason, never guessed.
     """
     if papillary is None:

@@ -286,7 +286,7 @@ def test_papillary_convention_wording():
 
 def _results(papillary="papillary muscles and trabeculations counted in the LV blood pool (volume)"):
     return {
-        "lv": {"edv_ml": 150.0, "esv_ml": 60.0, "sv_ml": 90.0, "ef_pct": 60.0, "mass_ed_g": 84.0},
+        "lv": {"edv_ml": 150.0, "esv_ml": 60.0, "sv_ml": 90.0, "ef_pct": 60.0, "mass_g": 84.0},
         "rv": {"edv_ml": 160.0, "esv_ml": 70.0, "sv_ml": 90.0, "ef_pct": 56.25},
         "method": {"papillary_muscles": papillary},
     }
