@@ -356,6 +356,9 @@ def test_reference_rows_and_summary(labelled_analysis):
     assert columns == ["Measurement", "Value", "Unit", "Normal range", "z-score", "Flag", "Source or reason"]
     assert rows[0][:3] == ["Body surface area", f"{results['bsa_m2']:.2f}", "m2"]
     assert f"BSA {results['bsa_m2']:.2f} m²." in workflow.result_summary(results)
+    # The reference ranges read the analysis's own LV mass (they once looked for a key it never wrote).
+    mass = results["reference"]["parameters"]["lv_mass_g"]
+    assert mass["value"] == pytest.approx(results["lv"]["mass_g"])
 
     results["edited"] = {"phases": [0, 4], "rv_insertion_points_moved": True}
     assert workflow.result_summary(results).endswith(
