@@ -170,6 +170,26 @@ class CardiacSegmentationLogic(StudyModuleLogic):
                                   heartSegmentation=heartSegmentation)
         return self.addRunToScene(self.computeTracing(request, progress), volumeNode, caseNode)
 
+    @staticmethod
+    def reformatLV(volumeNode, heartSegmentation, longAxisLine=None, progress=None):
+        """Short-axis and 2-, 3-, 4-chamber reformats of a CT and its LV volume, as ``cardiacsuite ct-reformat``
+        makes them; a markups line (base, apex) gives the long axis. Returns the nodes added and the results."""
+        from CardiacSuiteLib import mrml
+        from CardiacSuiteLib.image4d import ArrayPhases
+        from CardiacSegmentationLib.reformat import long_axis_from_points
+        from CardiacSegmentationLib.reformat_workflow import (ReformatSettings, add_to_scene, labels_from_segmentation,
+                                                              run_ct_reformat)
+
+        stack = ArrayPhases(mrml.array_from_volume(volumeNode)[None], mrml.ijk_to_ras(volumeNode), None,
+                            index_name="phase", name=volumeNode.GetName())
+        labels = labels_from_segmentation(heartSegmentation, volumeNode)
+        axis = None
+        if longAxisLine is not None and longAxisLine.GetNumberOfControlPoints() == 2:
+            axis = long_axis_from_points(longAxisLine.GetNthControlPointPositionWorld(0),
+                                         longAxisLine.GetNthControlPointPositionWorld(1), "given (markups line)")
+        _, result = run_ct_reformat(stack, ReformatSettings(long_axis=axis), labels, progress)
+        return add_to_scene(slicer.mrmlScene, result, volumeNode.GetName()), result.results
+
     def coronaryBranches(self) -> list:
         """(name, accepted, description) of every traced branch of the last tracing."""
         from CardiacSegmentationLib.pipeline import branch_rows

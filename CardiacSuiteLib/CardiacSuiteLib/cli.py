@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "CMRAnalysisLib.cli",
     "CMRAnalysisLib.cli_atria",
     "CardiacSegmentationLib.cli",
+    "CardiacSegmentationLib.cli_reformat",
     "FourDCTLib.cli",
     "StentReconstructionLib.cli",
     "SurgicalPlanReportLib.cli",
