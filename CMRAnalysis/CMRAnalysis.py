@@ -1,6 +1,7 @@
 import importlib.util
 import os
 import shutil
+from pathlib import Path
 from typing import Annotated, Optional, Union
 
 import qt
@@ -32,6 +33,7 @@ from CMRAnalysisLib.choices import (ALL_PHASES, BSA_FORMULA_IDS, DEFAULT_BSA_FOR
                                     PAPILLARY_CONVENTIONS, PHASES, SEXES, UNKNOWN_SEX, slice_list_problem)
 from CMRAnalysisLib.function import TASK as CMR_TASK
 from CMRAnalysisLib.function_scene import REFERENCE_TABLE_ROLE, RESULTS_KEY, browser_of
+from CMRAnalysisLib.prior import HEADER_TAGS, describe_prior
 from CMRAnalysisLib.workflow import POLAR_MAP_VALUES
 
 #: Singleton tag of the plot view that shows the volume curves inside the module panel.
@@ -115,9 +117,12 @@ class CMRAnalysisParameterNode:
     sex - "unknown", "male" or "female".
     bsaFormula - id of the body surface area equation.
     polarMapValue - the value the bull's-eye shows.
+    priorStudyFolder - output folder of an earlier function analysis of the patient to compare with; empty for none.
+    priorAnyPatient - compare with the prior study even when it is of another patient.
     outputTable, outputReferenceTable, outputPlotChart, outputAhaTable, outputInsertionPoints - what the last
         analysis measured: function, indexed values against reference ranges, volume-time curves, AHA segments,
         RV insertion points.
+    outputPriorTable - the prior study's figures beside this study's, with the differences (when compared).
     outputSegmentationSequence, outputSegmentation - its segmentations (one per segmented phase) and the one shown.
     cardiacCase - the study (CardiacCase node) the results are filed under.
     """
@@ -134,11 +139,14 @@ class CMRAnalysisParameterNode:
     age: Annotated[float, WithinRange(0.0, 120.0)] = 0.0
     bsaFormula: Annotated[str, Choice(list(BSA_FORMULA_IDS))] = DEFAULT_BSA_FORMULA
     polarMapValue: Annotated[str, Choice(list(POLAR_MAP_VALUES))] = POLAR_MAP_VALUES[0]
+    priorStudyFolder: Path
+    priorAnyPatient: bool = False
     outputTable: vtkMRMLTableNode
     outputReferenceTable: vtkMRMLTableNode
     outputPlotChart: vtkMRMLPlotChartNode
     outputAhaTable: vtkMRMLTableNode
     outputInsertionPoints: vtkMRMLMarkupsFiducialNode
+    outputPriorTable: vtkMRMLTableNode
     outputSegmentationSequence: vtkMRMLSequenceNode
     outputSegmentation: vtkMRMLSegmentationNode
     cardiacCase: vtkMRMLScriptedModuleNode
@@ -305,9 +313,12 @@ class CMRAnalysisWidget(StudyModuleWidget):
                 parameterNode.phases, parameterNode.papillary, parameterNode.excludedSlices,
                 workflow.slice_count(inputNode),
             )
+            caseNode = workflow.study_for(inputNode, parameterNode.cardiacCase)
+            priorStudy = self.logic.priorStudy(str(parameterNode.priorStudyFolder), inputNode, caseNode,
+                                               parameterNode.priorAnyPatient)
             return self.logic.prepare(
                 inputNode, modelId=parameterNode.modelId or None, device=parameterNode.device, options=options,
-                patient=self._patientInfo(), caseNode=workflow.study_for(inputNode, parameterNode.cardiacCase),
+                patient=self._patientInfo(), caseNode=caseNode, prior=priorStudy,
             )
 
         prepared = self.longWork.runOnGuiThread(_("Reading the cine and loading the model..."), prepare)
@@ -336,6 +347,7 @@ class CMRAnalysisWidget(StudyModuleWidget):
             parameterNode.outputPlotChart = analysis.plot_chart
             parameterNode.outputAhaTable = analysis.aha_table
             parameterNode.outputInsertionPoints = analysis.insertion_points
+            parameterNode.outputPriorTable = analysis.prior_table
             parameterNode.outputSegmentationSequence = analysis.segmentation_sequence
             parameterNode.outputSegmentation = proxySegmentation
             parameterNode.cardiacCase = analysis.case_node
@@ -371,11 +383,25 @@ class CMRAnalysisWidget(StudyModuleWidget):
         self._setView("reference", get("outputReferenceTable"), self.ui.referenceTableView.setMRMLTableNode)
         self._setView("aha", get("outputAhaTable"), self.ui.ahaTableView.setMRMLTableNode)
         self._setView("insertion", get("outputInsertionPoints"), self.ui.insertionPointsWidget.setCurrentNode)
+        self._setView("prior", get("outputPriorTable"), self.ui.priorTableView.setMRMLTableNode)
+        self._updatePriorInfo()
         self._setView("plot", get("outputPlotChart"), self._showPlotChart)
         self.ui.showPlotInLayoutButton.enabled = get("outputPlotChart") is not None
         self._setReviewBrowser(browser_of(slicer.mrmlScene, get("outputSegmentationSequence")))
         self._updatePolarMap()
         self._updateSliceControls()
+
+    def _updatePriorInfo(self) -> None:
+        """Name the prior study the results were compared with, and what to check about the comparison."""
+        parameterNode = self._parameterNode
+        results = self.logic.results(parameterNode.cardiacCase) if parameterNode else None
+        block = (results or {}).get("prior") if parameterNode and parameterNode.outputPriorTable else None
+        if block:
+            notes = "".join(f"\n{_('Note:')} {warning}" for warning in block.get("warnings", []))
+            self.ui.priorStudyInfoLabel.text = describe_prior(block) + "." + notes
+        else:
+            self.ui.priorStudyInfoLabel.text = _("Choose a prior study under Inputs to compare with it. Its volume"
+                                                 " curves are drawn dashed in the Volume curves tab.")
 
     def _showPlotChart(self, chart) -> None:
         if chart is None:
@@ -511,16 +537,18 @@ class CMRAnalysisLogic(StudyModuleLogic):
     # Analysis
 
     def process(self, inputNode, modelId=None, device="auto", progress=None, cancel=None, options=None, patient=None,
-                caseNode=None):
+                caseNode=None, prior=None):
         """Analyse a cine (volume sequence) or one volume; returns a FunctionAnalysis. After ``cancel.cancel()``
-        it raises Cancelled and adds nothing; ``caseNode`` None files the results under a study found or made."""
-        prepared = self.prepare(inputNode, modelId, device, options, patient, caseNode)
+        it raises Cancelled and adds nothing; ``caseNode`` None files the results under a study found or made;
+        ``prior`` (from ``priorStudy``) is a prior study of the patient to compare with."""
+        prepared = self.prepare(inputNode, modelId, device, options, patient, caseNode, prior)
         return self.finish(prepared, self.compute(prepared, progress, cancel))
 
-    def prepare(self, inputNode, modelId=None, device="auto", options=None, patient=None, caseNode=None):
+    def prepare(self, inputNode, modelId=None, device="auto", options=None, patient=None, caseNode=None, prior=None):
         """GUI thread: read the cine, check the options and patient data, load the model."""
         case = CardiacCase(caseNode) if caseNode is not None else None
-        return workflow.prepare_analysis(inputNode, modelId, device, options, patient, case, self.registry())
+        return workflow.prepare_analysis(inputNode, modelId, device, options, patient, case, self.registry(),
+                                         prior=prior)
 
     @staticmethod
     def compute(prepared, progress=None, cancel=None):
@@ -555,6 +583,28 @@ class CMRAnalysisLogic(StudyModuleLogic):
     @staticmethod
     def patientInfo(heightCm=0.0, weightKg=0.0, sex=UNKNOWN_SEX, age=0.0, bsaFormula=DEFAULT_BSA_FORMULA):
         return workflow.patient_info(heightCm, weightKg, sex, age, bsaFormula)
+
+    def priorStudy(self, folder, inputNode, caseNode=None, allowOtherPatient=False):
+        """The prior study in ``folder`` (a cmr-function output folder), checked to be of the cine's patient; None
+        for an empty folder field. Raises InputError for a folder that is not a function result or another patient."""
+        if not folder or folder == ".":
+            return None
+        return workflow.open_prior_study(folder, self.studyIdentity(inputNode, caseNode), allowOtherPatient)
+
+    @staticmethod
+    def studyIdentity(inputNode, caseNode=None) -> dict:
+        """The cine's patient and study fields: those of its study node, completed from the DICOM database when
+        Slicer loaded the cine from it (its volumes then carry their instance UIDs)."""
+        identity = workflow.case_identity(CardiacCase(caseNode) if caseNode is not None else None)
+        volume = inputNode
+        if inputNode is not None and inputNode.IsA("vtkMRMLSequenceNode"):
+            volume = inputNode.GetNthDataNode(0) if inputNode.GetNumberOfDataNodes() else None
+        uids = ((volume.GetAttribute("DICOM.instanceUIDs") if volume is not None else None) or "").split()
+        database = slicer.dicomDatabase
+        if uids and database is not None and database.isOpen:
+            header = {name: database.instanceValue(uids[0], tag) for name, tag in HEADER_TAGS.items()}
+            identity = {**workflow.study_identity(header), **identity}
+        return identity
 
     # Results in the scene
 
@@ -655,6 +705,7 @@ class CMRAnalysisTest(ScriptedLoadableModuleTest):
         options = logic.analysisOptions(ED_ES_PHASES, papillary.MYOCARDIUM, "0, 8-9", sliceCount=10)
         self.assertEqual(options.slice_inclusion, [False] + [True] * 7 + [False, False])
         self.assertIsNone(logic.patientInfo(0.0, 0.0, UNKNOWN_SEX, 0.0, DEFAULT_BSA_FORMULA))
+        self.assertIsNone(logic.priorStudy(str(parameterNode.priorStudyFolder), None))  # no folder, no comparison
         self.delayDisplay("The module's fields offer the Lib's choices")
 
     def test_EjectionFractionOfSyntheticCine(self):

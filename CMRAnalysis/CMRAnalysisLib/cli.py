@@ -11,15 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacSuiteLib.cli import Progress, add_model_options, staged_output, write_json
+from CardiacSuiteLib.cli import Progress, add_model_options, staged_output, with_option_hint, write_json
 from CardiacSuiteLib.errors import InputError
 from CardiacSuiteLib.vocabulary import Key
 
 from .bsa import BSA_FORMULAS
 from .choices import DEFAULT_BSA_FORMULA, KNOWN_SEXES, PAPILLARY_CONVENTIONS, PHASES, slice_inclusion
 from .patient import PatientInfo
+from .prior import PriorStudy
 
 PHASE_TOKEN = re.compile(r"(?:^|[_\-. ])(?:phase[_\-]?(?P<number>\d+)|(?P<role>ED|ES))(?:[_\-. ]|$)", re.IGNORECASE)
+# The prior-study errors speak of the input; on the command line, name the option that answers them.
+PRIOR_OPTION_HINTS = (("allow a comparison of different patients", "--prior-any-patient"),)
 
 
 def add_commands(commands) -> None:
@@ -62,6 +65,11 @@ def add_analysis_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--age", type=float, help="age in years, for reference ranges")
     command.add_argument("--bsa-formula", default=DEFAULT_BSA_FORMULA,
                          help=f"{DEFAULT_BSA_FORMULA} (default), {', '.join(f for f in BSA_FORMULAS if f != DEFAULT_BSA_FORMULA)}")
+    command.add_argument("--prior", metavar="RESULTS_DIR",
+                         help="output folder of an earlier cmr-function run of the same patient: results.json gets a"
+                              " 'prior' block (both studies' values, differences, both volume curves)")
+    command.add_argument("--prior-any-patient", action="store_true",
+                         help="compare with the --prior study even when its PatientID, name or birth date differ")
 
 
 def options_from_args(args, series) -> object:
@@ -86,6 +94,18 @@ def options_from_args(args, series) -> object:
         if any(n < 1 or n > 17 for n in listed) or len(listed) != len(set(listed)):
             raise InputError("--territories: each AHA segment (1-17) may belong to one territory at most")
     return options
+
+
+def prior_from_args(args, series) -> PriorStudy | None:
+    """The --prior study, read and checked against the cine's header before the model loads (None without one)."""
+    if not getattr(args, "prior", None):
+        return None
+    from .prior import open_prior_study, study_identity
+
+    try:
+        return open_prior_study(args.prior, study_identity(series.metadata), getattr(args, "prior_any_patient", False))
+    except InputError as error:
+        raise InputError(with_option_hint(str(error), PRIOR_OPTION_HINTS)) from None
 
 
 def patient_from_args(args, series) -> PatientInfo | None:
@@ -185,6 +205,7 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
         raise InputError(f"{series.source}: modality is {series.modality}, not MR; cmr-function needs a short-axis cine MR")
     options = options_from_args(args, series)
     patient = patient_from_args(args, series)
+    prior = prior_from_args(args, series)
     for warning in series.warnings:
         print(f"cardiacsuite: warning: {warning}", file=sys.stderr)
     app = create_app()
@@ -209,7 +230,7 @@ def analyse_series_to_folder(series, out_dir: Path, args, progress, started: flo
     analysis = run_function_analysis(
         scene, input_node, model_id=args.model, device=args.device, progress=progress, case=case,
         allow_download=getattr(args, "download", False), options=options, edits=edits if corrections else None,
-        patient=patient,
+        patient=patient, prior=prior,
     )
     results = dict(analysis.results)
     results["input"] = {
@@ -318,6 +339,29 @@ def print_function_summary(results: dict) -> None:
     )
     if results.get("edited", {}).get("phases"):
         print(f"Recomputed from corrected contours of phase(s) {results['edited']['phases']}")
+    if results.get("prior"):
+        print_prior_comparison(results["prior"])
+
+
+def print_prior_comparison(block: dict) -> None:
+    """The prior study beside this one, one figure a line with units; AHA segments, timings and rates per EDV
+    are compared in results.json only, to keep the table short."""
+    from .prior import comparison_rows, describe_prior
+
+    print(describe_prior(block) + ":")
+    _columns, rows = comparison_rows(block)
+    shown = [row for (key, item), row in zip(block["quantities"].items(), rows)
+             if not key.startswith("aha.") and item["unit"] not in ("ms", "EDV/s")]
+    width = max([len(row[0]) for row in shown] + [len("Measurement")])
+    print(f"  {'Measurement':<{width}}  {'Prior':>16}  {'Current':>16}  Difference")
+    for label, before, now, difference, unit, difference_unit, relative in shown:
+        change = f"{difference} {difference_unit}" + (f" ({relative} %)" if relative else "")
+        print(f"  {label:<{width}}  {before + ' ' + unit:>16}  {now + ' ' + unit:>16}  {change}")
+    hidden = len(rows) - len(shown)
+    if hidden:
+        print(f"  {hidden} more figures in results.json under prior.quantities: AHA segments, timings, rates per EDV")
+    for warning in block.get("warnings", []):
+        print(f"  note: {warning}")
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -3,8 +3,9 @@
 Results land as: a segmentation sequence (synchronised with the cine's browser when every phase was
 segmented, so stepping through phases shows image and contours together), a results table, a volume-curve
 table with a plot chart, an AHA segment table, RV insertion points as editable markups, with patient data a
-table of indexed values against reference ranges, and references plus the full results on the study's
-CardiacCase node. ``recompute_from_scene`` reads the (possibly edited) segmentations and markups back and
+table of indexed values against reference ranges, with a prior study of the patient a comparison table and the
+prior volume curves in the same plot, and references plus the full results on the study's CardiacCase node.
+``recompute_from_scene`` reads the (possibly edited) segmentations and markups back and
 updates every figure, recording what the reader changed. ``workflow`` runs the whole analysis on top of this.
 """
 
@@ -20,8 +21,10 @@ from CardiacSuiteLib import mrml
 from CardiacSuiteLib.case import CardiacCase, Key, Role
 from CardiacSuiteLib.errors import InputError
 
+from . import prior as prior_study
 from .function import LABELS, FunctionOptions, labels_digest, measure_function
 from .patient import PatientInfo, assess_patient
+from .prior import PriorStudy
 
 SEGMENT_SPECS = [
     mrml.SegmentSpec(1, "Right ventricle", (0.35, 0.55, 0.95)),
@@ -33,8 +36,14 @@ PLOT_ROLE = Role.FUNCTION_CURVES_PLOT
 AHA_ROLE = Role.FUNCTION_AHA_TABLE
 INSERTION_ROLE = Role.RV_INSERTION_POINTS
 REFERENCE_TABLE_ROLE = Role.FUNCTION_REFERENCE_TABLE
+PRIOR_TABLE_ROLE = Role.FUNCTION_PRIOR_TABLE
+PRIOR_CURVES_ROLE = Role.FUNCTION_PRIOR_CURVES_TABLE
 RESULTS_KEY = Key.FUNCTION_RESULTS
 OPTIONS_KEY = Key.FUNCTION_OPTIONS
+PRIOR_KEY = Key.FUNCTION_PRIOR_STUDY
+CURVE_COLUMNS = ["Phase", "Time (ms)", "LV volume (ml)", "RV volume (ml)", "LV myocardial volume (ml)"]
+#: Plot colour of each ventricle's volume curve (the segment colours); a prior study's curves are dashed.
+CURVE_COLORS = {CURVE_COLUMNS[2]: (0.9, 0.3, 0.25), CURVE_COLUMNS[3]: (0.35, 0.55, 0.95)}
 AHA_COLUMNS = ["Segment", "Name", "Territory", "ED thickness (mm)", "ES thickness (mm)", "Thickening (%)"]
 #: AHA segment table column of each value the bull's-eye can show (the keys of ``polar_map.SCALES``).
 POLAR_MAP_COLUMNS = {
@@ -58,6 +67,7 @@ class FunctionAnalysis:
     plot_chart: object = None
     aha_table: object = None
     insertion_points: object = None
+    prior_table: object = None
 
 
 # ------------------------------------------------------------------------------------------------ input
@@ -172,12 +182,9 @@ def _options_record(options: FunctionOptions) -> dict:
 def _write_result_nodes(scene, case: CardiacCase, name: str, results: dict, analysis: FunctionAnalysis) -> None:
     """Create or refresh the table, curve, plot, AHA and markup nodes from ``results``."""
     analysis.table = _replace_table(scene, case, Role.FUNCTION_TABLE, f"{name} function", *results_table(results))
-    curves = results["curves"]
-    columns = ["Phase", "Time (ms)", "LV volume (ml)", "RV volume (ml)", "LV myocardial volume (ml)"]
-    times = curves["time_ms"] or [float(p) for p in curves["phase"]]
-    rows = [list(r) for r in zip(curves["phase"], times, curves["lv_ml"], curves["rv_ml"], curves["myocardium_ml"])]
-    analysis.curves_table = _replace_table(scene, case, CURVES_ROLE, f"{name} volume curves", columns, rows)
-    analysis.plot_chart = _volume_plot(scene, case, name, analysis.curves_table, columns)
+    analysis.curves_table = _replace_table(scene, case, CURVES_ROLE, f"{name} volume curves", CURVE_COLUMNS,
+                                           curve_rows(results["curves"]))
+    analysis.plot_chart = _volume_plot(scene, case, name, analysis.curves_table)
     if results.get("aha", {}).get("available"):
         analysis.aha_table = _replace_table(scene, case, AHA_ROLE, f"{name} AHA segments", *aha_table(results["aha"]))
         analysis.insertion_points = _insertion_markups(scene, case, name, results["aha"]["rv_insertion_points_ras"])
@@ -193,28 +200,42 @@ def _replace_table(scene, case: CardiacCase, role: str, name: str, columns, rows
     return table
 
 
-def _volume_plot(scene, case: CardiacCase, name: str, table, columns):
+def curve_rows(curves: dict) -> list[list]:
+    """Rows of :data:`CURVE_COLUMNS` from a results document's ``curves`` (phase numbers stand in for unknown times)."""
+    times = curves.get("time_ms") or [float(p) for p in curves["phase"]]
+    myocardium = curves.get("myocardium_ml") or [None] * len(curves["phase"])
+    return [list(r) for r in zip(curves["phase"], times, curves["lv_ml"], curves["rv_ml"], myocardium)]
+
+
+def _volume_plot(scene, case: CardiacCase, name: str, table):
     chart = case.reference(PLOT_ROLE)
     if chart is None:
         chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} volume curves")
         chart.SetTitle("Volume-time curves")
-        chart.SetXAxisTitle(columns[1])
+        chart.SetXAxisTitle(CURVE_COLUMNS[1])
         chart.SetYAxisTitle("Volume (ml)")
         case.set_reference(PLOT_ROLE, chart)
     for index in reversed(range(chart.GetNumberOfPlotSeriesNodes())):
         old = chart.GetNthPlotSeriesNode(index)
         chart.RemovePlotSeriesNodeID(old.GetID())
         scene.RemoveNode(old)
-    for column, color in ((columns[2], (0.9, 0.3, 0.25)), (columns[3], (0.35, 0.55, 0.95))):
-        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", column)
-        series.SetAndObserveTableNodeID(table.GetID())
-        series.SetXColumnName(columns[1])
-        series.SetYColumnName(column)
-        series.SetPlotType(series.PlotTypeScatter)
-        series.SetMarkerStyle(series.MarkerStyleCircle)
-        series.SetColor(*color)
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    for column, color in CURVE_COLORS.items():
+        _add_curve(scene, chart, table, column, column, color)
     return chart
+
+
+def _add_curve(scene, chart, table, name: str, column: str, color, dashed: bool = False) -> None:
+    """One volume curve of ``table`` (time against ``column``) into ``chart``."""
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName(CURVE_COLUMNS[1])
+    series.SetYColumnName(column)
+    series.SetPlotType(series.PlotTypeScatter)
+    series.SetMarkerStyle(series.MarkerStyleSquare if dashed else series.MarkerStyleCircle)
+    if dashed:
+        series.SetLineStyle(series.LineStyleDash)
+    series.SetColor(*color)
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
 
 
 def _insertion_markups(scene, case: CardiacCase, name: str, points: dict):
@@ -385,8 +406,50 @@ def add_patient_assessment(scene, analysis: FunctionAnalysis, patient: PatientIn
         return
     assess_patient(analysis.results, patient)
     case.set_value(RESULTS_KEY, analysis.results)
-    name = analysis.table.GetName().removesuffix(" function") if analysis.table is not None else "CMR"
-    _replace_table(scene, case, REFERENCE_TABLE_ROLE, f"{name} reference values", *reference_table_rows(analysis.results))
+    _replace_table(scene, case, REFERENCE_TABLE_ROLE, f"{_study_name(analysis)} reference values",
+                   *reference_table_rows(analysis.results))
+
+
+def add_prior_comparison(scene, analysis: FunctionAnalysis, prior: PriorStudy | None) -> None:
+    """A prior study beside this one: the results' ``prior`` block, a comparison table, the prior volume curves
+    (dashed) in the study's plot chart, and the prior kept on the study so that a recompute compares again.
+
+    Without a prior, the comparison of an earlier analysis of the study is removed.
+    """
+    case = CardiacCase(analysis.case_node)
+    if prior is None:
+        for role in (PRIOR_TABLE_ROLE, PRIOR_CURVES_ROLE):
+            old = case.reference(role)
+            if old is not None:
+                scene.RemoveNode(old)
+            case.set_reference(role, None)
+        if case.node.GetParameter(PRIOR_KEY):
+            case.node.UnsetParameter(PRIOR_KEY)
+        return
+    block = prior_study.compare(analysis.results, prior)
+    analysis.results["prior"] = block
+    case.set_value(RESULTS_KEY, analysis.results)
+    case.set_value(PRIOR_KEY, prior.record())
+    name = _study_name(analysis)
+    analysis.prior_table = _replace_table(scene, case, PRIOR_TABLE_ROLE, f"{name} prior study comparison",
+                                          *prior_study.comparison_rows(block))
+    curves = _replace_table(scene, case, PRIOR_CURVES_ROLE, f"{name} prior study volume curves", CURVE_COLUMNS,
+                            curve_rows(block["curves"]["prior"]))
+    when = prior_study.study_date(block["prior_study"])
+    suffix = f", prior {when.isoformat()}" if when else ", prior"
+    if analysis.plot_chart is not None:
+        for column, color in CURVE_COLORS.items():
+            _add_curve(scene, analysis.plot_chart, curves, column + suffix, column, color, dashed=True)
+
+
+def stored_prior(case: CardiacCase) -> PriorStudy | None:
+    """The prior study the study's results were last compared with, or None."""
+    record = case.value(PRIOR_KEY)
+    return PriorStudy.from_record(record) if record else None
+
+
+def _study_name(analysis: FunctionAnalysis) -> str:
+    return analysis.table.GetName().removesuffix(" function") if analysis.table is not None else "CMR"
 
 
 def case_cine(case: CardiacCase):
@@ -395,6 +458,7 @@ def case_cine(case: CardiacCase):
 
 
 __all__ = [
-    "FunctionAnalysis", "LABELS", "add_function_results", "add_patient_assessment", "case_cine", "cine_from_node",
-    "read_segmentation_sequence", "recompute_from_scene", "reference_table_rows", "results_table",
+    "FunctionAnalysis", "LABELS", "add_function_results", "add_patient_assessment", "add_prior_comparison", "case_cine",
+    "cine_from_node", "curve_rows", "read_segmentation_sequence", "recompute_from_scene", "reference_table_rows",
+    "results_table", "stored_prior",
 ]

@@ -4,8 +4,9 @@ An analysis is three steps, so that a module can run the slow one in a worker th
 
 - :func:`prepare_analysis` reads the cine from the scene, checks the options and patient data, loads the model;
 - :func:`compute_analysis` segments and measures, touching neither the scene nor Qt (any thread);
-- :func:`finish_analysis` applies a reader's corrected contours, adds the results to the scene and assesses the
-  patient data (body surface area, indexed values, the reference-values table).
+- :func:`finish_analysis` applies a reader's corrected contours, adds the results to the scene, assesses the
+  patient data (body surface area, indexed values, the reference-values table) and compares with a prior study
+  of the patient when one is given (:func:`open_prior_study`, checked in the first step, before the model loads).
 
 :func:`run_function_analysis` runs the three in turn (the command line, scripts); :func:`recompute_analysis` is
 the correction loop. The choices a user makes (phases, papillary convention, excluded slices, patient data) are
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import vtk
 
-from CardiacSuiteLib.case import CardiacCase, Role
+from CardiacSuiteLib.case import CardiacCase, Key, Role
 from CardiacSuiteLib.errors import InputError
 from CardiacSuiteLib.inference import CancelToken, ProgressCallback, report
 from CardiacSuiteLib.inference.registry import ModelRegistry
@@ -50,12 +51,15 @@ from .function_scene import (
     FunctionAnalysis,
     add_function_results,
     add_patient_assessment,
+    add_prior_comparison,
     browser_of,
     case_cine,
     cine_from_node,
     recompute_from_scene,
+    stored_prior,
 )
 from .patient import PatientInfo
+from .prior import PriorStudy, open_prior_study, study_identity
 
 #: Values the AHA 17-segment bull's-eye can show.
 POLAR_MAP_VALUES = tuple(POLAR_MAP_COLUMNS)
@@ -65,8 +69,9 @@ STORED_PATIENT = "stored"
 __all__ = [
     "BSA_FORMULA_IDS", "DEVICES", "KNOWN_SEXES", "PAPILLARY_CONVENTIONS", "PHASES", "POLAR_MAP_VALUES", "SEXES",
     "UNKNOWN_SEX",
-    "PreparedAnalysis", "analysis_options", "compute_analysis", "finish_analysis", "parse_slice_list", "patient_info",
-    "prepare_analysis", "recompute_analysis", "recompute_options", "result_summary", "run_function_analysis",
+    "PreparedAnalysis", "PriorStudy", "analysis_options", "case_identity", "compute_analysis", "finish_analysis",
+    "open_prior_study", "parse_slice_list", "patient_info", "prepare_analysis", "recompute_analysis", "recompute_options",
+    "result_summary", "run_function_analysis", "study_identity",
 ]
 
 # ------------------------------------------------------------------------------------------------ choices
@@ -104,6 +109,13 @@ def patient_info(height_cm: float = 0.0, weight_kg: float = 0.0, sex: str = UNKN
     return PatientInfo(height, weight, known_sex, years, bsa_formula)
 
 
+def case_identity(case: CardiacCase | None) -> dict[str, str]:
+    """The patient and study fields a study node carries (PatientID, StudyInstanceUID), for the prior-study check."""
+    if case is None:
+        return {}
+    return study_identity({Key.PATIENT_ID: case.patient_id, Key.STUDY_INSTANCE_UID: case.study_uid})
+
+
 def check_patient(patient: PatientInfo | None) -> None:
     """Refuse implausible patient data before the model runs (an unknown formula, a height in metres)."""
     if patient is None:
@@ -130,6 +142,7 @@ class PreparedAnalysis:
     patient: PatientInfo | None = None
     case: CardiacCase | None = None
     model_load_s: float = 0.0
+    prior: PriorStudy | None = None
 
     @property
     def device(self) -> str:
@@ -139,8 +152,12 @@ class PreparedAnalysis:
 def prepare_analysis(input_node, model_id: str | None = None, device: str = "auto",
                      options: FunctionOptions | None = None, patient: PatientInfo | None = None,
                      case: CardiacCase | None = None, registry: ModelRegistry | None = None,
-                     allow_download: bool = False, progress: ProgressCallback | None = None) -> PreparedAnalysis:
-    """Read the cine, check the options and patient data, load the model (on the thread that owns the scene)."""
+                     allow_download: bool = False, progress: ProgressCallback | None = None,
+                     prior: PriorStudy | None = None) -> PreparedAnalysis:
+    """Read the cine, check the options and patient data, load the model (on the thread that owns the scene).
+
+    ``prior`` (from :func:`open_prior_study`) is the prior study the results will be compared with.
+    """
     options = options or FunctionOptions()
     options.validate()
     frames, geometry, times, index_values = cine_from_node(input_node)
@@ -155,7 +172,7 @@ def prepare_analysis(input_node, model_id: str | None = None, device: str = "aut
     segmenter = SliceSegmenter.from_registry(registry, model_id or None, TASK, device, allow_download)
     model_load_s = time.perf_counter() - started
     return PreparedAnalysis(input_node, frames, geometry, times, index_values, segmenter, options, patient, case,
-                            model_load_s)
+                            model_load_s, prior)
 
 
 def compute_analysis(prepared: PreparedAnalysis, progress: ProgressCallback | None = None,
@@ -174,7 +191,8 @@ Edits = dict[int, np.ndarray] | Callable[[dict], dict[int, np.ndarray]]
 
 
 def finish_analysis(scene, prepared: PreparedAnalysis, computed: tuple, edits: Edits | None = None) -> FunctionAnalysis:
-    """Add the results to ``scene`` and assess the patient data; returns the FunctionAnalysis.
+    """Add the results to ``scene``, assess the patient data and compare with the prior study; returns the
+    FunctionAnalysis.
 
     ``edits`` replaces the AI labels of some phases by a reader's corrected ones (phase → label map on the
     cine grid) before measuring; the results then list those phases as edited. It may be a function of the
@@ -195,6 +213,7 @@ def finish_analysis(scene, prepared: PreparedAnalysis, computed: tuple, edits: E
         scene, prepared.input_node, results, labels, prepared.ijk_to_ras, prepared.index_values, prepared.options, case
     )
     add_patient_assessment(scene, analysis, prepared.patient)
+    add_prior_comparison(scene, analysis, prepared.prior)
     return analysis
 
 
@@ -227,20 +246,22 @@ def run_function_analysis(
     options: FunctionOptions | None = None,
     edits: Edits | None = None,
     patient: PatientInfo | None = None,
+    prior: PriorStudy | None = None,
 ) -> FunctionAnalysis:
     """Analyse the cine in ``input_node`` and add the results to ``scene``.
 
     Nothing is added to the scene until every figure is computed, so a cancelled or failed run leaves the
-    scene as it was. See :func:`finish_analysis` for ``edits``.
+    scene as it was. See :func:`finish_analysis` for ``edits``; ``prior`` comes from :func:`open_prior_study`.
     """
-    prepared = prepare_analysis(input_node, model_id, device, options, patient, case, registry, allow_download, progress)
+    prepared = prepare_analysis(input_node, model_id, device, options, patient, case, registry, allow_download, progress,
+                                prior)
     return finish_analysis(scene, prepared, compute_analysis(prepared, progress, cancel), edits)
 
 
 def recompute_analysis(scene, case: CardiacCase, options: FunctionOptions | None = None,
                        patient: PatientInfo | None | str = STORED_PATIENT) -> FunctionAnalysis:
     """Recompute every figure of the study's analysis from its segmentations as edited and its RV insertion
-    points as placed, without running the model.
+    points as placed, without running the model; a prior study it was compared with is compared again.
 
     ``options`` None keeps those of the analysis; ``patient`` :data:`STORED_PATIENT` keeps the patient data of
     the previous results, None drops them.
@@ -254,6 +275,7 @@ def recompute_analysis(scene, case: CardiacCase, options: FunctionOptions | None
     keep_placed_insertion_points(case, previous, options)
     analysis = recompute_from_scene(scene, case, options)
     add_patient_assessment(scene, analysis, patient)
+    add_prior_comparison(scene, analysis, stored_prior(case))
     return analysis
 
 
@@ -388,6 +410,12 @@ def result_summary(results: dict) -> str:
     outside = [item for item in parameters if item.get("flag") in ("low", "high")]
     if outside:
         text += f" {len(outside)} value(s) outside the reference range (Reference tab)."
+    compared = (results.get("prior") or {}).get("quantities", {}).get("lv.ef_pct")
+    if compared is not None:
+        days = results["prior"].get("interval_days")
+        since = f" ({days} days earlier)" if days is not None else ""
+        text += (f" Since the prior study{since}: LV ejection fraction {compared['difference']:+.1f} percentage points"
+                 " (Prior study tab).")
     edited = results.get("edited")
     if edited:
         changes = []

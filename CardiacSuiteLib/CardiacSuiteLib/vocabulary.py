@@ -42,6 +42,10 @@ class Role:
     FUNCTION_AHA_TABLE = "FunctionAHATable"
     #: Markups fiducials: anterior and inferior RV insertion points (editable; they anchor the AHA segments).
     RV_INSERTION_POINTS = "RVInsertionPoints"
+    #: Table: each function figure of a prior study of the patient beside this study's, with the difference.
+    FUNCTION_PRIOR_TABLE = "FunctionPriorTable"
+    #: Table: the prior study's LV and RV volume (ml) per phase, plotted in :attr:`FUNCTION_CURVES_PLOT`.
+    FUNCTION_PRIOR_CURVES_TABLE = "FunctionPriorCurvesTable"
 
     # --- CMRAnalysis: long-axis atria
     #: Two-chamber long-axis cine (volume sequence).
@@ -91,6 +95,9 @@ class Key:
     FUNCTION_RESULTS = "FunctionResults"
     #: The options the short-axis analysis ran with (model, exclusions, papillary convention, normal values).
     FUNCTION_OPTIONS = "FunctionOptions"
+    #: The prior study the function results are compared with (its folder, results document and the patient
+    #: check), kept so that a recompute compares again; the comparison itself is the results' ``prior`` block.
+    FUNCTION_PRIOR_STUDY = "FunctionPriorStudy"
     #: RV insertion points as the analysis first placed them (to tell a user's edit from the automatic ones).
     RV_INSERTION_POINTS_AS_MEASURED = "RVInsertionPointsAsMeasured"
     #: Long-axis atrial results (the ``results.json`` document of ``cmr-atria``).
