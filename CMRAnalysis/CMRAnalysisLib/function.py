@@ -16,6 +16,7 @@ is the correction loop after the reader edits the segmentation in Slicer.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from CardiacSuiteLib.errors import InputError
 from CardiacSuiteLib.inference import CancelToken, ProgressCallback, report
-from CardiacSuiteLib.inference.orientation import short_axis_view
+from CardiacSuiteLib.inference.orientation import check_view
 from CardiacSuiteLib.inference.segment2d import SliceSegmenter, keep_largest_components
 
 from . import aha, curves, papillary, volumes
@@ -66,9 +67,10 @@ class CineSegmentation:
     """AI label maps per phase (``[K, J, I]`` each) and what produced them."""
 
     labels: dict[int, np.ndarray]
-    model: dict
+    model: dict  # id, version, device, input orientation and the orientation check's finding ("situs")
     inference_s: float
     lv_mid_area_curve_mm2: list[float] = field(default_factory=list)
+    orientation_check_s: float = 0.0  # part of inference_s: the passes that chose the view from the image
 
 
 # ------------------------------------------------------------------------------------------------ inference
@@ -84,14 +86,19 @@ def segment_cine(
 ) -> CineSegmentation:
     """Contour the cine ``frames[T, K, J, I]`` with the model, phase by phase.
 
-    With ``ijk_to_ras`` the slices are shown to the model in the orientation it was trained on
-    (``orientation.short_axis_view``) and the labels turned back to the stored grid.
+    The slices are shown to the model in the orientation it was trained on, chosen from the geometry and, for a
+    mirror-image heart or slices without short-axis geometry, from the image (``orientation.check_view``); the
+    labels are turned back to the stored grid. A heart found on the right is logged as a warning.
     """
-    view = short_axis_view(ijk_to_ras)
-    frames = view.apply(_check_cine(frames))
-    count, slices = frames.shape[:2]
+    frames = _check_cine(frames)
     lv, rv, myo = (segmenter.entry.label_value(name) for name in (LV, RV, MYOCARDIUM))
-    preparation = segmenter.prepare(frames)
+    check = check_view(frames, ijk_to_ras, segmenter, rv, myo, lv)
+    warning = check.warning()
+    if warning:
+        logging.warning(f"CardiacSuite: {warning}")
+    view, preparation = check.view, check.preparation
+    frames = view.apply(frames)
+    count, slices = frames.shape[:2]
     started = time.perf_counter()
     area_curve: list[float] = []
     if phases == ALL_PHASES or count == 1:
@@ -114,8 +121,9 @@ def segment_cine(
             labels[phase] = keep_largest_components(segmenter.segment(frames[phase], preparation, progress, cancel, span), [lv, rv, myo])
     labels = {phase: view.undo(value) for phase, value in labels.items()}
     model = {"id": segmenter.entry.id, "version": segmenter.entry.version, "device": segmenter.device,
-             "input_orientation": view.describe()}
-    return CineSegmentation(labels, model, time.perf_counter() - started, area_curve)
+             "input_orientation": view.describe(), "situs": check.finding()}
+    # The check's passes count as inference; the heart-roi crop's did not before it and do not now.
+    return CineSegmentation(labels, model, time.perf_counter() - started + check.seconds, area_curve, check.seconds)
 
 
 def _check_cine(frames: np.ndarray) -> np.ndarray:
@@ -270,7 +278,8 @@ def analyse_cine(
     started = time.perf_counter()
     results = measure_function(frames, segmentation.labels, ijk_to_ras, frame_times_ms, options)
     results["model"] = segmentation.model
-    results["timing_s"] = {"inference": segmentation.inference_s, "measurement": time.perf_counter() - started}
+    results["timing_s"] = {"inference": segmentation.inference_s, "orientation_check": segmentation.orientation_check_s,
+                           "measurement": time.perf_counter() - started}
     results["ai_label_digests"] = {str(p): labels_digest(v) for p, v in segmentation.labels.items()}
     report(progress, 1.0, "measured")
     return results, segmentation

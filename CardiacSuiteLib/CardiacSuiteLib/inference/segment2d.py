@@ -187,19 +187,39 @@ class SliceSegmenter:
     ) -> np.ndarray:
         """Labels ``[N, r, c]`` for normalised, cropped slices ``[N, r, c]``: resize, predict in batches, argmax at
         the crop's size; checks ``cancel`` before each batch and reports progress after it."""
-        from monai.transforms import Resize
-
-        to_model = Resize(spatial_size=self.size, mode="bilinear", anti_aliasing=True)
         labels = np.zeros(cropped.shape, dtype=np.uint8)
         start, stop = progress_span
         for first in range(0, len(cropped), self.batch_size):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            batch = np.asarray(to_model(cropped[first : first + self.batch_size]), dtype=np.float32)[:, np.newaxis]
+            batch = self.model_input(cropped[first : first + self.batch_size])[:, np.newaxis]
             labels[first : first + len(batch)] = scores_to_labels(self.backend.predict(batch), cropped.shape[1:])
             done = first + len(batch)
             report(progress, start + (stop - start) * done / len(cropped), f"segmented {done} of {len(cropped)} slices")
         return labels
+
+    def model_input(self, cropped: np.ndarray) -> np.ndarray:
+        """Normalised, cropped slices ``[N, r, c]`` resized to the model's input size ``[N, *size]`` (float32)."""
+        from monai.transforms import Resize
+
+        to_model = Resize(spatial_size=self.size, mode="bilinear", anti_aliasing=True)
+        return np.asarray(to_model(cropped), dtype=np.float32)
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        """Class probabilities ``[N, C, *size]`` for ``model_input``'s slices, at the model's own resolution.
+
+        For comparing views of the same slices (``orientation.check_view``), where resizing back is not needed.
+        """
+        softmax = self.entry.io.get("output_kind", "logits") != "probabilities"
+        batches = []
+        for first in range(0, len(inputs), self.batch_size):
+            batch = np.ascontiguousarray(inputs[first : first + self.batch_size, np.newaxis])
+            scores = np.asarray(self.backend.predict(batch), dtype=np.float32)
+            if softmax:
+                scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+                scores /= scores.sum(axis=1, keepdims=True)
+            batches.append(scores)
+        return np.concatenate(batches)
 
     def segment(
         self,
