@@ -28,6 +28,9 @@ from CardiacSuiteLib.inference.orientation import check_view
 from CardiacSuiteLib.inference.segment2d import SliceSegmenter, keep_largest_components
 
 from . import aha, curves, papillary, volumes
+
+# Module logger: Slicer's log shows it; a plain command prints the bare message on stderr.
+LOGGER = logging.getLogger(__name__)
 from .choices import ALL_PHASES, PHASES
 
 TASK = "cmr-sax-cine"
@@ -95,7 +98,7 @@ def segment_cine(
     check = check_view(frames, ijk_to_ras, segmenter, rv, myo, lv)
     warning = check.warning()
     if warning:
-        logging.warning(f"CardiacSuite: {warning}")
+        LOGGER.warning(f"CardiacSuite: {warning}")
     view, preparation = check.view, check.preparation
     frames = view.apply(frames)
     count, slices = frames.shape[:2]

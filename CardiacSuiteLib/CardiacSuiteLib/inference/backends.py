@@ -26,31 +26,39 @@ def cpu_threads() -> int:
     return int(os.environ.get("CARDIACSUITE_THREADS", os.cpu_count() or 1))
 
 
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is not None and torch.cuda.is_available():
-        return True
-    try:
-        import onnxruntime
-    except ImportError:
-        return False
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+def cuda_available(backend: str | None = None) -> bool:
+    """Whether ``backend`` (``torch``, ``onnxruntime``; None: either) can run on a CUDA device here.
+
+    Only the named backend's library is imported: torch alone takes seconds to import, which an ONNX model
+    on a cold start should not pay.
+    """
+    if backend in (None, "torch"):
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None and torch.cuda.is_available():
+            return True
+    if backend in (None, "onnxruntime"):
+        try:
+            import onnxruntime
+        except ImportError:
+            return False
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    return False
 
 
 #: Devices a user may ask for; ``auto`` takes CUDA when it is usable.
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def choose_device(requested: str = "auto") -> str:
-    """``cpu`` or ``cuda``: ``auto`` takes CUDA when present; an explicit ``cuda`` without one is an error."""
+def choose_device(requested: str = "auto", backend: str | None = None) -> str:
+    """``cpu`` or ``cuda``: ``auto`` takes CUDA when ``backend`` can use it; an explicit ``cuda`` without it is an error."""
     if requested not in DEVICES:
         raise ModelError(f"device must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}, not '{requested}'")
     if requested == "cpu":
         return "cpu"
-    if cuda_available():
+    if cuda_available(backend):
         return "cuda"
     if requested == "cuda":
         raise ModelError("CUDA was asked for but no CUDA device is usable here; choose the cpu device (or auto)")
@@ -125,7 +133,7 @@ def build_network(spec: dict):
 
 def create_backend(entry: ModelEntry, path: Path, device: str = "auto", worker: bool = True) -> Backend:
     """The backend for ``entry``; in a worker process when one was asked for (``worker.use_worker_process``)."""
-    device = choose_device(device)
+    device = choose_device(device, entry.backend)
     if entry.backend not in ("onnxruntime", "torch"):
         raise ModelError(f"model '{entry.id}' needs backend '{entry.backend}', which CardiacSuite does not provide")
     from . import worker as worker_process

@@ -1,8 +1,9 @@
 """Slice-by-slice segmentation with a registered 2D model, in the input's exact pixel grid.
 
-Pre-processing follows the model's registry entry (intensity normalisation, crop, resize), done with MONAI
-transforms; the model's class scores are resized back bilinearly to the crop, the argmax taken there, and the
-labels pasted into the original grid, so the output has exactly the input's rows, columns and geometry.
+Pre-processing follows the model's registry entry (intensity normalisation, crop, antialiased bilinear resize
+with Pillow: ``resize``); the model's class scores are resized back bilinearly to the crop, the argmax taken
+there, and the labels pasted into the original grid, so the output has exactly the input's rows, columns and
+geometry. Nothing here imports torch or MONAI: an ONNX model runs without either.
 
 Crops (``input.crop``): ``nonzero-square`` takes the largest centred square of the study's nonzero footprint;
 ``heart-roi`` lets the model find the heart itself: a coarse pass over the whole field of view of a few
@@ -22,6 +23,7 @@ from ..errors import InputError, ModelError
 from . import CancelToken, ProgressCallback, report
 from .backends import Backend, create_backend
 from .registry import ModelEntry, ModelRegistry
+from .resize import resize_slices
 
 
 @dataclass(frozen=True)
@@ -200,10 +202,7 @@ class SliceSegmenter:
 
     def model_input(self, cropped: np.ndarray) -> np.ndarray:
         """Normalised, cropped slices ``[N, r, c]`` resized to the model's input size ``[N, *size]`` (float32)."""
-        from monai.transforms import Resize
-
-        to_model = Resize(spatial_size=self.size, mode="bilinear", anti_aliasing=True)
-        return np.asarray(to_model(cropped), dtype=np.float32)
+        return resize_slices(cropped, self.size)
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities ``[N, C, *size]`` for ``model_input``'s slices, at the model's own resolution.
@@ -260,22 +259,29 @@ def scores_to_labels(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     The scores (logits or probabilities) are resized bilinearly to the crop's own size before the argmax, so
     that boundaries fall between the model's pixels instead of on its coarser grid, as with resizing the labels.
     """
-    import torch
-    import torch.nn.functional as F
-
-    tensor = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
-    if tuple(tensor.shape[-2:]) != tuple(shape):
-        tensor = F.interpolate(tensor, size=tuple(int(n) for n in shape), mode="bilinear", align_corners=False)
-    return tensor.numpy().argmax(axis=1).astype(np.uint8)  # numpy's argmax over classes is ~8x faster than torch's
+    if tuple(scores.shape[-2:]) != tuple(shape):
+        scores = resize_slices(scores, shape)
+    return np.asarray(scores).argmax(axis=1).astype(np.uint8)
 
 
 def keep_largest_components(labels: np.ndarray, values: list[int]) -> np.ndarray:
-    """Keep, for each label value, only its largest 3D connected component (MONAI's post-processing)."""
-    from monai.transforms import KeepLargestConnectedComponent
+    """For each label value, only its largest connected component (faces touching, in 2D or 3D); the rest become 0.
+
+    SciPy's labelling, as MONAI's ``KeepLargestConnectedComponent(independent=True, connectivity=1)`` does it, at
+    a fraction of its time and without importing MONAI; the caller's label map is left as it was (and returned
+    itself when none of ``values`` is in it).
+    """
+    from scipy import ndimage
 
     present = [value for value in values if (labels == value).any()]
     if not present:
         return labels
-    transform = KeepLargestConnectedComponent(applied_labels=present, independent=True, connectivity=1)
-    # MONAI edits a numpy input in place: give it a copy so that the caller's label map is left as it was.
-    return np.asarray(transform(labels[np.newaxis].copy()))[0].astype(labels.dtype)
+    kept = np.array(labels, copy=True)
+    structure = ndimage.generate_binary_structure(labels.ndim, 1)
+    for value in present:
+        components, count = ndimage.label(labels == value, structure=structure)
+        if count > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            kept[(components > 0) & (components != int(sizes.argmax()))] = 0
+    return kept
