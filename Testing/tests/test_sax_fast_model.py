@@ -47,12 +47,14 @@ def test_entry_resolves_from_the_bundled_weights(fast_model):
     assert entry.sources[0]["module"] == "CMRAnalysisLib"
     assert path.stat().st_size == entry.file_size < 8_000_000
     assert sha256_of(path) == entry.sha256
-    assert entry.backend == "torch" and entry.input["crop"] == "heart-roi"
+    assert entry.backend == "onnxruntime" and entry.input["crop"] == "heart-roi"
     assert "CC BY-NC-SA 4.0" in entry.licence
     # Both short-axis cine models stay selectable by id.
     assert {MODEL_ID, "myopari-acdc-tiramisu"} <= {model.id for model in registry.models(TASK)}
-    parameters = sum(p.numel() for p in segmenter.backend.model.parameters())
-    assert 300_000 < parameters < 2_000_000
+    # One slice channel in, four class scores out, any batch size, at the entry's input size.
+    (model_input,), (model_output,) = segmenter.backend.session.get_inputs(), segmenter.backend.session.get_outputs()
+    assert model_input.shape[1:] == [1, *entry.input["size"]] and model_output.shape[1] == 4
+    assert isinstance(model_input.shape[0], str)
 
 
 def test_square_around_stays_inside_and_square():
