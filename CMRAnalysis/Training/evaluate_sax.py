@@ -54,6 +54,8 @@ def evaluate_acdc(segmenter, volumes: list[sax_data.Volume]) -> tuple[list[dict]
             volume = by_name[f"{patient}_{phase}"]
             for structure, value in sax_data.structure_dice(predicted[volume.name], volume.label).items():
                 row[f"{phase}_{structure}"] = value
+            extra, missed = sax_data.lv_slice_disagreement(predicted[volume.name], volume.label)
+            row[f"{phase}_extra_slices"], row[f"{phase}_missed_slices"] = extra, missed
         row["EF_ref"] = sax_data.ejection_fraction(by_name[f"{patient}_ED"].label, by_name[f"{patient}_ES"].label)
         row["EF"] = sax_data.ejection_fraction(predicted[f"{patient}_ED"], predicted[f"{patient}_ES"])
         row["EF_err"] = row["EF"] - row["EF_ref"]
@@ -78,6 +80,14 @@ def print_acdc(model_id: str, rows: list[dict]) -> dict:
     print("mean ± sd    " + " ".join(f"{summary[k]['mean']:7.3f}" for k in keys) + f"  |EF err| {summary['EF_abs_err']['mean']:.2f}")
     print("sd           " + " ".join(f"{summary[k]['sd']:7.3f}" for k in keys) + f"  sd {summary['EF_abs_err']['sd']:.2f}")
     print("worst        " + " ".join(f"{summary[k]['min']:7.3f}" for k in keys) + f"  max {summary['EF_abs_err']['max']:.1f} ({summary['EF_abs_err']['worst']})")
+    # The basal/apical slice decision: slices where the model finds LV cavity and the expert none, and back.
+    for phase in ("ED", "ES"):
+        extra = [row[f"{phase}_extra_slices"] for row in rows]
+        missed = [row[f"{phase}_missed_slices"] for row in rows]
+        summary[f"{phase}_slice_disagreement"] = {"extra": int(sum(extra)), "missed": int(sum(missed)),
+                                                   "patients": int(sum(1 for e, m in zip(extra, missed) if e or m))}
+        print(f"{phase} LV slices: {sum(extra)} counted that the expert left out, {sum(missed)} left out that the expert"
+              f" counted, in {summary[f'{phase}_slice_disagreement']['patients']} of {len(rows)} patients")
     return summary
 
 

@@ -78,6 +78,29 @@ def read_unlabelled_cine() -> list[Volume]:
     return [Volume("cine_multiframe", "cine_multiframe", "cine", frames[:, 0], None)]
 
 
+def read_sunnybrook_cines(patient_ids: list[str]) -> list[Volume]:
+    """Every phase of these Sunnybrook cines as unlabelled volumes in the trained view (no manual contour is read).
+
+    The slices are turned to the view the pipeline shows the model (``orientation.short_axis_view``), so that the
+    teacher labels them, and the student learns them, as at inference. A patient whose frames are learned this way
+    must not be scored afterwards: ``train_sax_fast.py`` leaves one patient out per fold.
+    """
+    from CardiacSuiteLib.imageio import read_image_input
+    from CardiacSuiteLib.inference.orientation import short_axis_view
+    from CMRAnalysisLib.sunnybrook import patients
+
+    folders = {pid: dicoms for pid, dicoms, _ in patients(data_root() / "sunnybrook")}
+    volumes = []
+    for pid in patient_ids:
+        if pid not in folders:
+            raise SystemExit(f"no Sunnybrook patient {pid} in {data_root() / 'sunnybrook'}")
+        series = read_image_input(folders[pid])
+        frames = short_axis_view(series.ijk_to_ras).apply(series.frames.astype(np.float32))
+        for phase, image in enumerate(frames):
+            volumes.append(Volume(f"{pid}_t{phase:02d}", pid, "unlabelled", np.ascontiguousarray(image), None))
+    return volumes
+
+
 def teacher_segmenter(cache: Path):
     """The teacher model as the extension runs it (ONNX Runtime, CPU), installed into ``cache/models``."""
     from CardiacSuiteLib.inference.registry import ModelRegistry
@@ -121,6 +144,13 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def structure_dice(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     return {name: dice(predicted == value, reference == value) for name, value in STRUCTURES.items()}
+
+
+def lv_slice_disagreement(predicted: np.ndarray, reference: np.ndarray, value: int = 3) -> tuple[int, int]:
+    """Slices with LV cavity in ``predicted`` but not in ``reference`` (extra), and the other way (missed)."""
+    auto = (predicted == value).any(axis=(1, 2))
+    expert = (reference == value).any(axis=(1, 2))
+    return int((auto & ~expert).sum()), int((expert & ~auto).sum())
 
 
 def ejection_fraction(ed: np.ndarray, es: np.ndarray, value: int = 3) -> float:
