@@ -155,7 +155,7 @@ class SliceSegmenter:
         from scipy import ndimage
 
         settings = self.roi_settings
-        labels = self._predict(normalised(samples, low, high)[:, rows, cols])
+        labels = self._predict(normalised(samples[:, rows, cols], low, high))
         heart = np.isin(labels, settings["labels"]).any(axis=0)
         if heart.sum() < settings["min_pixels"]:
             return None
@@ -234,7 +234,7 @@ class SliceSegmenter:
             raise InputError(f"expected a stack of 2D slices, got an array of shape {slices.shape}")
         prep = preparation or self.prepare(slices)
         labels = np.zeros(slices.shape, dtype=np.uint8)
-        cropped = normalised(slices, prep.low, prep.high)[:, prep.rows, prep.cols]
+        cropped = normalised(slices[:, prep.rows, prep.cols], prep.low, prep.high)
         labels[:, prep.rows, prep.cols] = self._predict(cropped, progress, cancel, progress_span)
         return labels
 
@@ -273,15 +273,17 @@ def keep_largest_components(labels: np.ndarray, values: list[int]) -> np.ndarray
     """
     from scipy import ndimage
 
-    present = [value for value in values if (labels == value).any()]
-    if not present:
+    chosen = np.isin(labels, values)
+    if not chosen.any():
         return labels
+    # Only the box around the chosen labels is searched: the heart is a small part of the field of view.
+    box = ndimage.find_objects(chosen.astype(np.uint8))[0]
     kept = np.array(labels, copy=True)
-    structure = ndimage.generate_binary_structure(labels.ndim, 1)
-    for value in present:
-        components, count = ndimage.label(labels == value, structure=structure)
+    inside, structure = kept[box], ndimage.generate_binary_structure(labels.ndim, 1)
+    for value in values:
+        components, count = ndimage.label(inside == value, structure=structure)
         if count > 1:
             sizes = np.bincount(components.ravel())
             sizes[0] = 0
-            kept[(components > 0) & (components != int(sizes.argmax()))] = 0
+            inside[(components > 0) & (components != int(sizes.argmax()))] = 0
     return kept
