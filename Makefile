@@ -28,8 +28,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python Testing/benchmarks/bench_cmr_function.py --model sax-fast-unet --repeat 3
-	$(BIN)/python Testing/benchmarks/bench_cmr_function.py --model myopari-acdc-tiramisu --repeat 1
+	$(BIN)/python Testing/benchmarks/bench_cmr_function.py --model sax-fast-unet --repeat 3 --processes 3
+	$(BIN)/python Testing/benchmarks/bench_cmr_function.py --model myopari-acdc-tiramisu --repeat 1 --processes 1
 
 validate: $(STAMP)
 	$(BIN)/python Testing/validation/run_sunnybrook.py
