@@ -2,7 +2,7 @@
 
 The long axis runs from the centre of the mitral valve plane (base) to the LV apex, as the short-axis stack of a
 CMR study is planned: short-axis slices are perpendicular to it, and the 2-, 3- and 4-chamber planes contain it.
-It is found from CardiacSegmentation's labels (MM-WHS values, see ``scene.HEART_STRUCTURES``):
+It is found from CardiacSegmentation's labels (MM-WHS values, ``structures.HEART_STRUCTURES``):
 
 * the direction is the principal axis of the LV cavity and myocardium (the shape's long axis, which one voxel
   more or less does not tilt), oriented from the apex toward the base;
@@ -25,7 +25,12 @@ from scipy import ndimage
 from CardiacSuiteLib.errors import InputError
 from CardiacSuiteLib.geometry import Grid, resample
 
-LV_MYOCARDIUM, LEFT_ATRIUM, LEFT_VENTRICLE, RIGHT_ATRIUM, RIGHT_VENTRICLE, AORTA = 1, 2, 3, 4, 5, 6
+from .structures import heart_label
+
+LV_MYOCARDIUM, LEFT_ATRIUM, LEFT_VENTRICLE, RIGHT_ATRIUM, RIGHT_VENTRICLE, AORTA = (
+    heart_label(name) for name in ("Left ventricle myocardium", "Left atrium", "Left ventricle", "Right atrium",
+                                   "Right ventricle", "Aorta")
+)
 MIN_LV_ML = 5.0  # below this the LV cavity is not a ventricle (nothing, or a stray piece)
 BASAL_SLAB_MM = 10.0
 PLANES = ("2CH", "3CH", "4CH")
