@@ -17,8 +17,7 @@ import numpy as np
 from CardiacSuiteLib.cli import Progress, staged_output, write_json
 from CardiacSuiteLib.errors import InputError
 
-from .reformat import PLANES
-from .reformat_workflow import PHASE_METHODS
+from .presets import PHASE_METHODS, PLANES
 
 def add_commands(commands) -> None:
     command = commands.add_parser(
@@ -57,7 +56,6 @@ def add_commands(commands) -> None:
 def read_reference_labels(path: Path, stack, phase: int) -> np.ndarray:
     """The given segmentation as MM-WHS labels on the CT's grid (segments matched by name; a label map resampled
     by nearest neighbour)."""
-    from CardiacSuiteLib import mrml
     from CardiacSuiteLib.app import create_app
     from CardiacSuiteLib.geometry import Grid, resample
     from CardiacSuiteLib.imageio import read_image_input
@@ -67,15 +65,13 @@ def read_reference_labels(path: Path, stack, phase: int) -> np.ndarray:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.name.lower().endswith(".seg.nrrd"):
+        from FourDCTLib.cli import load_segmentation_file
         from FourDCTLib.scene import reference_volume_node
 
         app = create_app()
         scene = app.scene
         try:
-            try:
-                node = mrml.load_segmentation(scene, path)
-            except ValueError as error:
-                raise InputError(f"{path}: not a readable segmentation (.seg.nrrd): {error}") from None
+            node = load_segmentation_file(scene, path)
             return labels_from_segmentation(node, reference_volume_node(scene, stack, phase), str(path))
         finally:
             scene.Clear(True)
@@ -129,6 +125,7 @@ def write_outputs(staging: Path, result, results: dict) -> None:
 
 
 def ct_reformat(args: argparse.Namespace) -> int:
+    from .cli import _atlas
     from .reformat import long_axis_from_points
     from .reformat_workflow import ReformatSettings, open_ct, run_ct_reformat
 
@@ -171,12 +168,6 @@ def ct_reformat(args: argparse.Namespace) -> int:
         stack.close()
     print_summary(results)
     return 0
-
-
-def _atlas(atlas: str | None) -> str:
-    from .cli import _atlas as find
-
-    return find(atlas)
 
 
 def print_summary(results: dict) -> None:

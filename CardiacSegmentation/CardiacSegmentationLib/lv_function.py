@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from CardiacSuiteLib.geometry import Grid, voxel_ml
 
@@ -47,6 +46,8 @@ def refine_cavity(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, di
     Where the contrast between blood and myocardium is too low to use, the labels are returned unchanged and
     the record says so.
     """
+    from CardiacSuiteLib.inference.segment2d import keep_largest_components
+
     cavity, myocardium = labels == LEFT_VENTRICLE, labels == LV_MYOCARDIUM
     record: dict = {"method": CAVITY_METHOD}
     if cavity.sum() < 10 or myocardium.sum() < 10:
@@ -63,12 +64,7 @@ def refine_cavity(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, di
         return labels, record
     threshold = 0.5 * (blood_hu + muscle_hu)
     region = cavity | myocardium
-    blood = region & (image > threshold)
-    pieces, count = ndimage.label(blood)
-    if count > 1:
-        sizes = np.bincount(pieces.ravel())
-        sizes[0] = 0
-        blood = pieces == int(np.argmax(sizes))
+    blood = keep_largest_components((region & (image > threshold)).astype(np.uint8), [1]) == 1
     refined = labels.copy()
     refined[region] = LV_MYOCARDIUM
     refined[blood] = LEFT_VENTRICLE
@@ -82,18 +78,13 @@ def slab_areas_mm2(labels: np.ndarray, ijk_to_ras: np.ndarray, short_axis: Grid,
     slice's thickness (its spacing): the slab's own content, so that area x spacing sums to the LV volume."""
     from CMRAnalysisLib.volumes import slice_areas_mm2, slice_spacing_mm
 
-    from .reformat import reformat_labels
+    from .reformat import reformat_labels, slab_planes
 
-    thickness = slice_spacing_mm(short_axis.ijk_to_ras)
-    planes = max(int(round(thickness / step_mm)), 1)
-    normal = short_axis.ijk_to_ras[:3, 2] / np.linalg.norm(short_axis.ijk_to_ras[:3, 2])
+    planes = slab_planes(short_axis, slice_spacing_mm(short_axis.ijk_to_ras), step_mm)
     areas = np.zeros(short_axis.shape[0])
-    for offset in (np.arange(planes) - 0.5 * (planes - 1)) * (thickness / planes):
-        shifted = short_axis.ijk_to_ras.copy()
-        shifted[:3, 3] += offset * normal
-        sampled = reformat_labels(labels, ijk_to_ras, Grid(short_axis.shape, shifted)) == value
-        areas += slice_areas_mm2(sampled, shifted)
-    return areas / planes
+    for plane in planes:
+        areas += slice_areas_mm2(reformat_labels(labels, ijk_to_ras, plane) == value, plane.ijk_to_ras)
+    return areas / len(planes)
 
 
 def summed_volume_ml(areas_mm2: np.ndarray, short_axis: Grid) -> float:
@@ -111,9 +102,10 @@ def voxel_volume_ml(labels: np.ndarray, ijk_to_ras: np.ndarray, value: int = LEF
 def ejection(volumes_ml: Sequence[float]) -> dict:
     """End diastole (largest), end systole (smallest), EDV, ESV, SV (ml) and EF (%) of a volume curve."""
     from CMRAnalysisLib.volumes import ejection as ejection_figures
+    from CMRAnalysisLib.volumes import end_diastole_and_systole
 
     curve = np.asarray(volumes_ml, dtype=float)
-    ed, es = int(np.argmax(curve)), int(np.argmin(curve))
+    ed, es = end_diastole_and_systole(curve)
     entry = {"ed_phase": ed, "es_phase": es, "edv_ml": float(curve[ed]), "esv_ml": float(curve[es])}
     if len(curve) > 1:
         entry.update(ejection_figures(entry["edv_ml"], entry["esv_ml"]))

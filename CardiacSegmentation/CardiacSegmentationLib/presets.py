@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 LEFT, RIGHT = "left", "right"
 SIDES = (LEFT, RIGHT)
 
+#: The long-axis planes ``ct-reformat`` writes beside the short-axis stack.
+PLANES = ("2CH", "3CH", "4CH")
+#: How ``ct-reformat`` gets the LV of every phase of a 4D CT: the reference phase's carried by FourDCT's
+#: transforms, or each phase segmented.
+PHASE_METHODS = ("propagate", "segment")
+
 #: How a preset finds the chambers: the weight-free automatic method, or growing the user's seeds.
 CHAMBERS_ATLAS = "atlas"
 CHAMBERS_SEEDS = "seeds"

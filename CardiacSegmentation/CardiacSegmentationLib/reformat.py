@@ -23,8 +23,9 @@ import numpy as np
 from scipy import ndimage
 
 from CardiacSuiteLib.errors import InputError
-from CardiacSuiteLib.geometry import Grid, resample
+from CardiacSuiteLib.geometry import Grid, resample, voxel_ml
 
+from .presets import PLANES
 from .structures import heart_label
 
 LV_MYOCARDIUM, LEFT_ATRIUM, LEFT_VENTRICLE, RIGHT_ATRIUM, RIGHT_VENTRICLE, AORTA = (
@@ -33,7 +34,6 @@ LV_MYOCARDIUM, LEFT_ATRIUM, LEFT_VENTRICLE, RIGHT_ATRIUM, RIGHT_VENTRICLE, AORTA
 )
 MIN_LV_ML = 5.0  # below this the LV cavity is not a ventricle (nothing, or a stray piece)
 BASAL_SLAB_MM = 10.0
-PLANES = ("2CH", "3CH", "4CH")
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ def check_lv(labels: np.ndarray, ijk_to_ras: np.ndarray, what: str = "the segmen
     """Refuse a label map without a usable LV cavity."""
     if labels.ndim != 3 or min(labels.shape) < 2:
         raise InputError(f"{what} is not a 3D label map (shape {labels.shape}); the LV needs a 3D CT")
-    voxel_ml = abs(np.linalg.det(ijk_to_ras[:3, :3])) / 1000.0
-    volume = float((labels == LEFT_VENTRICLE).sum()) * voxel_ml
+    volume = float((labels == LEFT_VENTRICLE).sum()) * voxel_ml(ijk_to_ras)
     if volume < MIN_LV_ML:
         raise InputError(
             f"{what} has no left ventricle (LV cavity {volume:.1f} ml, label {LEFT_VENTRICLE}"
@@ -239,21 +238,30 @@ def long_axis_grid(planes: PlaneSet, plane: str, pixel_mm: float = 1.25, above_b
     return Grid((1, rows, columns), _matrix((across, down, normal), (pixel_mm, pixel_mm, pixel_mm), origin))
 
 
+def slab_planes(target: Grid, thickness_mm: float, step_mm: float = 1.0) -> list[Grid]:
+    """``target`` moved along its slice normal to planes about ``step_mm`` apart, centred across each slice's
+    ``thickness_mm`` (one plane, ``target``'s own, when the thickness rounds to one step or less)."""
+    planes = max(int(round(thickness_mm / step_mm)), 1)
+    normal = target.ijk_to_ras[:3, 2] / np.linalg.norm(target.ijk_to_ras[:3, 2])
+    grids = []
+    for offset in (np.arange(planes) - 0.5 * (planes - 1)) * (thickness_mm / planes):
+        shifted = target.ijk_to_ras.copy()
+        shifted[:3, 3] += offset * normal
+        grids.append(Grid(target.shape, shifted))
+    return grids
+
+
 def reformat_image(image: np.ndarray, ijk_to_ras: np.ndarray, target: Grid, slab_mm: float = 0.0,
                    fill: float = -1024.0) -> np.ndarray:
     """The CT on ``target`` (trilinear); with ``slab_mm`` the mean over that thickness across each slice (1 mm
     steps), as a thick-slab reformat shows a CMR-like slice."""
     source = Grid(image.shape, ijk_to_ras)
     values = np.asarray(image, dtype=np.float32)
-    steps = max(int(round(slab_mm)), 1) if slab_mm > 0 else 1
-    offsets = (np.arange(steps) - 0.5 * (steps - 1)) * (slab_mm / steps) if steps > 1 else np.zeros(1)
-    normal = target.ijk_to_ras[:3, 2] / np.linalg.norm(target.ijk_to_ras[:3, 2])
+    planes = slab_planes(target, slab_mm)
     total = np.zeros(target.shape, np.float32)
-    for offset in offsets:
-        shifted = target.ijk_to_ras.copy()
-        shifted[:3, 3] += offset * normal
-        total += resample(values, source, Grid(target.shape, shifted), order=1, fill=fill)
-    return total / len(offsets)
+    for plane in planes:
+        total += resample(values, source, plane, order=1, fill=fill)
+    return total / len(planes)
 
 
 def reformat_labels(labels: np.ndarray, ijk_to_ras: np.ndarray, target: Grid) -> np.ndarray:

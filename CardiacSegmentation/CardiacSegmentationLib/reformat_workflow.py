@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from CardiacSuiteLib.errors import InputError
-from CardiacSuiteLib.geometry import Box, Grid
+from CardiacSuiteLib.geometry import Box, Grid, spacing_kji
 
 from . import lv_function, reformat
-from .reformat import PLANES, LongAxis, PlaneSet
+from .presets import PHASE_METHODS, PLANES
+from .reformat import LongAxis, PlaneSet
+from .structures import HEART_STRUCTURES
 
 ProgressCallback = Callable[[float, str], None]
-PHASE_METHODS = ("propagate", "segment")
 HEART_MARGIN_MM = 30.0
 LONG_AXIS_LINE = "LV long axis"
 # Segment names (lower case, punctuation as spaces) that mean each MM-WHS structure, beyond the full names.
@@ -146,8 +147,6 @@ def segment_value(name: str) -> int | None:
     """The MM-WHS label value a segment name means (full CardiacSegmentation names or short ones such as LV)."""
     import re
 
-    from .scene import HEART_STRUCTURES
-
     cleaned = re.sub(r"[_\-.]+", " ", name).strip().lower()
     for structure in HEART_STRUCTURES:
         if cleaned == structure.name.lower():
@@ -189,8 +188,6 @@ def lv_labels(stack, settings: ReformatSettings, reference_labels: np.ndarray | 
     """The heart labels of every phase on a box around the heart (see the module docstring)."""
     from FourDCTLib.propagation import PropagationSettings, Segment, propagate
 
-    from .scene import HEART_STRUCTURES
-
     settings.validate()
     reference = default_reference_phase(stack) if settings.reference_phase is None else settings.reference_phase
     if not 0 <= reference < stack.count:
@@ -206,8 +203,7 @@ def lv_labels(stack, settings: ReformatSettings, reference_labels: np.ndarray | 
             raise InputError(f"the segmentation's grid {reference_labels.shape[::-1]} is not the CT's {stack.shape[::-1]}")
         method["reference"] = "the given segmentation, on the reference phase"
     reformat.check_lv(reference_labels, stack.ijk_to_ras)
-    spacing = np.linalg.norm(stack.ijk_to_ras[:3, :3], axis=0)[::-1]
-    box = Box.around(reference_labels > 0, HEART_MARGIN_MM, spacing)
+    box = Box.around(reference_labels > 0, HEART_MARGIN_MM, spacing_kji(stack.ijk_to_ras))
     full = [None] * stack.count
     full[reference] = reference_labels
     fourdct = None
