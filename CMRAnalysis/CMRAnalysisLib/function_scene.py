@@ -200,6 +200,14 @@ def _replace_table(scene, case: CardiacCase, role: str, name: str, columns, rows
     return table
 
 
+def _remove_table(scene, case: CardiacCase, role: str) -> None:
+    """The study's table of ``role`` (an earlier analysis's) out of the scene, and the reference to it."""
+    old = case.reference(role)
+    if old is not None:
+        scene.RemoveNode(old)
+    case.set_reference(role, None)
+
+
 def curve_rows(curves: dict) -> list[list]:
     """Rows of :data:`CURVE_COLUMNS` from a results document's ``curves`` (phase numbers stand in for unknown times)."""
     times = curves.get("time_ms") or [float(p) for p in curves["phase"]]
@@ -399,10 +407,7 @@ def add_patient_assessment(scene, analysis: FunctionAnalysis, patient: PatientIn
     """
     case = CardiacCase(analysis.case_node)
     if patient is None:
-        old = case.reference(REFERENCE_TABLE_ROLE)
-        if old is not None:
-            scene.RemoveNode(old)
-        case.set_reference(REFERENCE_TABLE_ROLE, None)
+        _remove_table(scene, case, REFERENCE_TABLE_ROLE)
         return
     assess_patient(analysis.results, patient)
     case.set_value(RESULTS_KEY, analysis.results)
@@ -419,10 +424,7 @@ def add_prior_comparison(scene, analysis: FunctionAnalysis, prior: PriorStudy | 
     case = CardiacCase(analysis.case_node)
     if prior is None:
         for role in (PRIOR_TABLE_ROLE, PRIOR_CURVES_ROLE):
-            old = case.reference(role)
-            if old is not None:
-                scene.RemoveNode(old)
-            case.set_reference(role, None)
+            _remove_table(scene, case, role)
         if case.node.GetParameter(PRIOR_KEY):
             case.node.UnsetParameter(PRIOR_KEY)
         return

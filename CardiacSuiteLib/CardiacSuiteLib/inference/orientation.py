@@ -297,14 +297,14 @@ def check_view(
 
     def scored(candidates: list[SliceView]) -> list[ViewScore]:
         """Each candidate (applied on top of ``base``) scored on the same sampled slices."""
-        probabilities = segmenter.probabilities(np.concatenate([view.apply(inputs) for view in candidates]))
-        per_view = np.split(probabilities, len(candidates))
+        shown = [view.apply(inputs) for view in candidates]
+        per_view = np.split(segmenter.probabilities(np.concatenate(shown)), len(candidates))
         labels = [p.argmax(axis=1) for p in per_view]
         best = [view.undo(p.max(axis=1)) for view, p in zip(candidates, per_view)]
         heart = np.any([view.undo(label) > 0 for view, label in zip(candidates, labels)], axis=0)
         scores = []
-        for view, p, label, confidence in zip(candidates, per_view, labels, best):
-            blood = septal_rv_blood(label, view.apply(inputs), rv, myocardium, cavity)
+        for view, images, p, label, confidence in zip(candidates, shown, per_view, labels, best):
+            blood = septal_rv_blood(label, images, rv, myocardium, cavity)
             evidence = (p[:, rv] * blood).sum(axis=(1, 2))
             angle = rv_angle_deg(blood, np.isin(label, (myocardium, cavity)))
             misfit = 180.0 if angle is None else angle_misfit_deg(angle)
