@@ -116,3 +116,29 @@ def test_without_geometry_the_image_chooses_mirror_and_quarter_turn(segmenter):
         assert finding["input_orientation"] in {view.describe() for view in views if stored.then(view) in same_heart}
         for key in ("lv", "rv"):
             assert moved[key]["edv_ml"] == pytest.approx(reference[key]["edv_ml"], rel=0.03), (stored, key)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("patient", ["SCD0000201", "SCD0000301"])
+def test_the_published_model_sees_a_mirrored_heart_too(shared_data, patient):
+    """The published model follows the image: shown a mirrored heart it finds the real RV, on the LV's other side.
+
+    The RV-blood test alone missed both studies with it (the RV it found in the geometry's view was the real one);
+    the side test catches them. Only the check runs here (12 slices per view at about 0.45 s each).
+    """
+    from CardiacSuiteLib.imageio import read_image_input
+    from CardiacSuiteLib.inference.orientation import WRONG_SIDE_MISFIT_DEG, check_view
+    from CardiacSuiteLib.inference.registry import ModelRegistry
+    from CardiacSuiteLib.inference.segment2d import SliceSegmenter
+    from CMRAnalysisLib.function import LV, MYOCARDIUM, RV, TASK
+
+    published = SliceSegmenter.from_registry(ModelRegistry.default(), "myopari-acdc-tiramisu", TASK, device="cpu")
+    labels = [published.entry.label_value(name) for name in (RV, MYOCARDIUM, LV)]
+    series = read_image_input(shared_data / "sunnybrook" / "dicoms" / patient)
+    frames = series.frames.astype(np.float32)
+    normal = check_view(frames, series.ijk_to_ras, published, *labels)
+    mirrored = check_view(np.ascontiguousarray(frames[..., ::-1]), series.ijk_to_ras, published, *labels)
+    assert normal.dextrocardia is False and normal.view == short_axis_view(series.ijk_to_ras)
+    assert mirrored.dextrocardia is True and mirrored.mirrored_by_image is True
+    assert mirrored.view == short_axis_view(series.ijk_to_ras).then(SliceView(mirror=True))
+    assert mirrored.rejected.rv_misfit_deg > WRONG_SIDE_MISFIT_DEG > mirrored.kept.rv_misfit_deg

@@ -51,6 +51,8 @@ CHECK_SLICES, CHECK_PHASES = 3, 2
 EVIDENCE_STANDARD_ERRORS = 2.0
 # An RV farther than this from the trained angle would have been given another quarter turn: not the trained view.
 MAX_RV_MISFIT_DEG = 45.0
+# Farther than this from the trained angle, the RV lies on the LV's other side (nearer, on the trained side).
+WRONG_SIDE_MISFIT_DEG = 90.0
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,11 @@ CRITERION = (
     " summed over the RV-labelled pixels of regions touching the LV that are brighter than midway between the"
     " myocardium and the LV cavity, in pixels of the model's input, per slice) by more than"
     f" {EVIDENCE_STANDARD_ERRORS:.0f} standard errors of the per-slice differences, with the RV within"
-    f" {MAX_RV_MISFIT_DEG:.0f}° of the trained angle ({TRAINED_RV_ANGLE_DEG:.0f} image degrees)"
+    f" {MAX_RV_MISFIT_DEG:.0f}° of the trained angle ({TRAINED_RV_ANGLE_DEG:.0f} image degrees); or when that RV"
+    f" blood lies more than {WRONG_SIDE_MISFIT_DEG:.0f}° from the trained angle in the geometry's view (on the LV's"
+    f" other side) and less than {WRONG_SIDE_MISFIT_DEG:.0f}° from it in the mirror image (on the trained side). The"
+    " first test serves a model that paints an RV where it expects one (in a mirrored heart it finds little RV"
+    " blood there), the second a model that follows the image (it finds the real RV, on the wrong side)"
 )
 
 
@@ -320,8 +326,11 @@ def check_view(
             as_viewed, mirror_image = scored(turned)
     difference = mirror_image.rv_evidence - as_viewed.rv_evidence
     standard_error = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
-    mirror = bool(mirror_image.rv_misfit_deg <= MAX_RV_MISFIT_DEG
-                  and difference.mean() > EVIDENCE_STANDARD_ERRORS * standard_error)
+    more_rv_blood = (mirror_image.rv_misfit_deg <= MAX_RV_MISFIT_DEG
+                     and difference.mean() > EVIDENCE_STANDARD_ERRORS * standard_error)
+    rv_on_the_other_side = (as_viewed.rv_misfit_deg > WRONG_SIDE_MISFIT_DEG
+                            and mirror_image.rv_misfit_deg < WRONG_SIDE_MISFIT_DEG)
+    mirror = bool(more_rv_blood or rv_on_the_other_side)
     kept, rejected = (mirror_image, as_viewed) if mirror else (as_viewed, mirror_image)
     view = base.then(kept.view)
     if not kept.view.is_identity:  # the crop found on a view the model misread: find it again on the right one
