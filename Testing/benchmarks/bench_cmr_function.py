@@ -6,10 +6,11 @@ Run: ``python Testing/benchmarks/bench_cmr_function.py [DICOM folder or image] [
 - ``process``: ``cardiacsuite cmr-function`` started ``M`` times as a fresh process (what a user typing the
   command waits for: interpreter start, imports, model load, the analysis, the files written), wall time from
   start to exit and the process's peak resident memory; median (min-max).
-- in this one process, the command ``N + 1`` times: the first run (cold: Python imports VTK, the model's runtime
-  and, for a PyTorch model, torch and MONAI, and reads the model) is printed on its own, then the median of each stage over the other runs (warm: as for every
-  study after the first in Slicer or in a batch script), and the peak resident memory of this process. Run each
-  model in its own process (the default) for a fair peak memory figure.
+- in this one process, the command ``N + 1`` times: the first run (cold: Python imports VTK, the model's
+  runtime and, for a PyTorch model, torch and MONAI, and reads the model) is printed on its own, then the median
+  of each stage over the other runs (warm: as for every study after the first in Slicer or in a batch script),
+  and the peak resident memory of this process. Run each model in its own process (the default) for a fair peak
+  memory figure.
 """
 
 from __future__ import annotations
