@@ -32,6 +32,7 @@ LV_MYOCARDIUM, LEFT_ATRIUM, LEFT_VENTRICLE, RIGHT_ATRIUM, RIGHT_VENTRICLE, AORTA
     heart_label(name) for name in ("Left ventricle myocardium", "Left atrium", "Left ventricle", "Right atrium",
                                    "Right ventricle", "Aorta")
 )
+ANTERIOR_RAS = np.array([0.0, 1.0, 0.0])
 MIN_LV_ML = 5.0  # below this the LV cavity is not a ventricle (nothing, or a stray piece)
 BASAL_SLAB_MM = 10.0
 
@@ -201,7 +202,9 @@ def short_axis_grid(planes: PlaneSet, labels: np.ndarray, ijk_to_ras: np.ndarray
 
     The slabs tile the LV (cavity and myocardium of ``extent_labels``, by default ``labels``) along the axis from
     its most basal to its most apical point; slice k is centred in slab k, so summing area x spacing is the
-    midpoint rule over the whole LV. Columns run toward the RV (septum), slices from base to apex.
+    midpoint rule over the whole LV. Slices run from base to apex and each is laid out as a CMR short-axis image
+    is shown: the RV on the image's left (columns run from the RV toward the lateral wall) and the anterior wall at
+    its top (rows run from anterior to inferior).
     """
     if slice_mm <= 0 or pixel_mm <= 0:
         raise InputError(f"slice spacing and pixel size must be positive (got {slice_mm:g} mm, {pixel_mm:g} mm)")
@@ -210,8 +213,10 @@ def short_axis_grid(planes: PlaneSet, labels: np.ndarray, ijk_to_ras: np.ndarray
     lv = _points((extent == LEFT_VENTRICLE) | (extent == LV_MYOCARDIUM), grid)
     covered = _points((extent == LEFT_VENTRICLE) | (extent == LV_MYOCARDIUM) | (extent == RIGHT_VENTRICLE), grid)
     normal = planes.axis.direction
-    column = planes.septal
+    column = -planes.septal
     row = np.cross(normal, column)
+    if row @ ANTERIOR_RAS > 0:
+        row = -row
     along = (lv - planes.axis.base) @ normal
     half_voxel = 0.5 * float(np.linalg.norm(ijk_to_ras[:3, :3], axis=0).max())
     start, stop = float(along.min()) - half_voxel, float(along.max()) + half_voxel
