@@ -109,6 +109,14 @@ def test_long_axis_and_planes_of_an_analytic_heart():
     cavity_ml = float((labels == reformat.LEFT_VENTRICLE).sum()) * voxel_ml(matrix)
     summed_ml = float(np.sum(areas)) * 1.25 * 1.25 * 8.0 / 1000.0
     assert abs(summed_ml - cavity_ml) / cavity_ml < 0.04
+    # Laid out as a CMR short-axis image: the RV on the left (low columns), the anterior wall at the top.
+    mid = sampled[len(sampled) // 2]
+    rv_columns = np.nonzero(mid == reformat.RIGHT_VENTRICLE)[1]
+    lv_columns = np.nonzero(mid == reformat.LEFT_VENTRICLE)[1]
+    assert rv_columns.size and rv_columns.mean() < lv_columns.mean()
+    assert sax.ijk_to_ras[1, 1] <= 0.0  # rows run away from anterior (RAS +A)
+
+
 def test_given_long_axis_is_used_and_a_short_one_refused():
     axis = reformat.long_axis_from_points([0, 0, 0], [10, -60, 30], "given")
     assert axis.source == "given" and axis.length_mm > 60
