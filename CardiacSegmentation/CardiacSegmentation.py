@@ -11,6 +11,7 @@ from slicer.parameterNodeWrapper import (
 
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
+    vtkMRMLMarkupsLineNode,
     vtkMRMLScalarVolumeNode,
     vtkMRMLScriptedModuleNode,
     vtkMRMLSegmentationNode,
@@ -82,6 +83,7 @@ class CardiacSegmentationParameterNode:
     coronarySegmentation - the coronary trees of the last tracing.
     measurementsTable - the measurements of the last run.
     cardiacCase - the study (CardiacCase node) the results are filed under.
+    longAxisLine - the LV long axis (mitral valve centre to apex) of the last reformat, editable; none: found.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -94,6 +96,7 @@ class CardiacSegmentationParameterNode:
     coronarySegmentation: vtkMRMLSegmentationNode
     measurementsTable: vtkMRMLTableNode
     cardiacCase: vtkMRMLScriptedModuleNode
+    longAxisLine: vtkMRMLMarkupsLineNode
 
 
 #
@@ -230,6 +233,7 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.traceButton.connect("clicked(bool)", self.onTraceButton)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditorButton)
+        self.ui.reformatButton.connect("clicked(bool)", self.onReformatButton)
         self.ui.branchList.connect("itemChanged(QListWidgetItem*)", self.onBranchItemChanged)
         self._checkCanApply()
 
@@ -254,6 +258,8 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         running = self.longWork is not None and self.longWork.running
         self.ui.resultsTableView.setMRMLTableNode(parameterNode.measurementsTable if parameterNode else None)
         self.ui.segmentEditorButton.enabled = bool(parameterNode and parameterNode.outputSegmentation) and not running
+        self.ui.reformatButton.enabled = bool(
+            parameterNode and parameterNode.inputVolume and parameterNode.outputSegmentation) and not running
         if parameterNode:
             self.ui.presetInfoLabel.text = self.logic.describeMode(parameterNode.mode)
         if running or not parameterNode or not parameterNode.inputVolume:
@@ -343,6 +349,24 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         import qt
 
         self.logic.setBranchAccepted(item.data(qt.Qt.UserRole), item.checkState() == qt.Qt.Checked)
+
+    def onReformatButton(self) -> None:
+        """Short axis and 2-, 3-, 4-chamber planes of the CT along the LV long axis, and the LV volumes.
+
+        The long axis is the selected line, or found from the segmentation and offered in the selector, so that
+        the reader can move its ends and reformat again.
+        """
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("The short- and long-axis reformat failed."), waitCursor=True):
+            from CardiacSegmentationLib.reformat_workflow import summary_lines
+
+            nodes, results = self.logic.reformatLV(p.inputVolume, p.outputSegmentation, p.longAxisLine)
+            if p.longAxisLine is None:
+                p.longAxisLine = nodes["long_axis"]
+            else:  # the reformat followed the reader's line: its copy of it is not needed
+                slicer.mrmlScene.RemoveNode(nodes["long_axis"])
+            slicer.util.setSliceViewerLayers(background=nodes["SAX"], fit=True)
+            self.longWork.setStatus("\n".join(summary_lines(results)))
 
     def onSegmentEditorButton(self) -> None:
         """Open the heart segmentation in the Segment Editor for manual refinement."""

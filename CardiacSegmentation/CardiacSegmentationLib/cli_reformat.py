@@ -171,21 +171,8 @@ def ct_reformat(args: argparse.Namespace) -> int:
 
 
 def print_summary(results: dict) -> None:
-    axis = results["long_axis"]
-    print(f"LV long axis ({axis['source']}): base {axis['base_ras_mm']} mm, apex {axis['apex_ras_mm']} mm (RAS),"
-          f" length {axis['length_mm']:.1f} mm")
-    short = results["short_axis"]
-    print(f"short axis: {short['shape_ijk'][2]} slices {short['slice_spacing_mm']:g} mm apart,"
-          f" {short['spacing_mm'][0]:g} mm pixels")
-    for key, title in (("short_axis_summation", "short-axis slice summation"), ("voxel_count", "voxel count")):
-        f = results["lv_function"][key]
-        if f["ef_pct"] is None:
-            print(f"LV volume ({title}): {f['edv_ml']:.1f} ml (one phase: no ejection fraction)")
-        else:
-            print(f"LV ({title}): EDV {f['edv_ml']:.1f} ml at {f['ed_label']}, ESV {f['esv_ml']:.1f} ml at"
-                  f" {f['es_label']}, SV {f['sv_ml']:.1f} ml, EF {f['ef_pct']:.1f} %")
-    comparison = results.get("fourdct_comparison")
-    if comparison is not None:
-        print(f"FourDCT propagated LV: EF {comparison['fourdct']['ef_pct']:.1f} %; mean |short axis - FourDCT|"
-              f" {comparison['mean_absolute_difference_ml']:.1f} ml per phase")
+    from .reformat_workflow import summary_lines
+
+    for line in summary_lines(results):
+        print(line)
     print(f"total {results['timing_s']['total']:.1f} s")

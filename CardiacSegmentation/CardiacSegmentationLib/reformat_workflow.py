@@ -388,3 +388,27 @@ def add_to_scene(scene, result: Reformatted, name: str) -> dict:
         nodes[plane] = add(result.long_axis_images[plane], result.long_axis_grids[plane], f"{name} {plane}")
     nodes["long_axis"] = add_long_axis_line(scene, result.axis)
     return nodes
+
+
+def summary_lines(results: dict) -> list[str]:
+    """What a reader is told of a reformat: the axis, the short-axis stack, the LV function by each method."""
+    axis = results["long_axis"]
+    short = results["short_axis"]
+    lines = [
+        f"LV long axis ({axis['source']}): base {axis['base_ras_mm']} mm, apex {axis['apex_ras_mm']} mm (RAS),"
+        f" length {axis['length_mm']:.1f} mm",
+        f"short axis: {short['shape_ijk'][2]} slices {short['slice_spacing_mm']:g} mm apart,"
+        f" {short['spacing_mm'][0]:g} mm pixels",
+    ]
+    for key, title in (("short_axis_summation", "short-axis slice summation"), ("voxel_count", "voxel count")):
+        f = results["lv_function"][key]
+        if f["ef_pct"] is None:
+            lines.append(f"LV volume ({title}): {f['edv_ml']:.1f} ml (one phase: no ejection fraction)")
+        else:
+            lines.append(f"LV ({title}): EDV {f['edv_ml']:.1f} ml at {f['ed_label']}, ESV {f['esv_ml']:.1f} ml at"
+                         f" {f['es_label']}, SV {f['sv_ml']:.1f} ml, EF {f['ef_pct']:.1f} %")
+    comparison = results.get("fourdct_comparison")
+    if comparison is not None:
+        lines.append(f"FourDCT propagated LV: EF {comparison['fourdct']['ef_pct']:.1f} %; mean |short axis - FourDCT|"
+                     f" {comparison['mean_absolute_difference_ml']:.1f} ml per phase")
+    return lines
