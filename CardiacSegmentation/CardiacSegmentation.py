@@ -358,6 +358,7 @@ class CardiacSegmentationWidget(StudyModuleWidget):
         """
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("The short- and long-axis reformat failed."), waitCursor=True):
+            ensurePythonRequirements(_("Cardiac Segmentation"))  # the measurement's packages, as for Segment
             from CardiacSegmentationLib.reformat_workflow import summary_lines
 
             nodes, results = self.logic.reformatLV(p.inputVolume, p.outputSegmentation, p.longAxisLine)
