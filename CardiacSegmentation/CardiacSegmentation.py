@@ -361,8 +361,9 @@ class CardiacSegmentationWidget(StudyModuleWidget):
             ensurePythonRequirements(_("Cardiac Segmentation"))  # the measurement's packages, as for Segment
             from CardiacSegmentationLib.reformat_workflow import summary_lines
 
-            nodes, results = self.logic.reformatLV(p.inputVolume, p.outputSegmentation, p.longAxisLine)
-            if p.longAxisLine is None:
+            line = p.longAxisLine if p.longAxisLine and p.longAxisLine.GetNumberOfControlPoints() == 2 else None
+            nodes, results = self.logic.reformatLV(p.inputVolume, p.outputSegmentation, line)
+            if line is None:
                 p.longAxisLine = nodes["long_axis"]
             else:  # the reformat followed the reader's line: its copy of it is not needed
                 slicer.mrmlScene.RemoveNode(nodes["long_axis"])
