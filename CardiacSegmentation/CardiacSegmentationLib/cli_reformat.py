@@ -19,6 +19,7 @@ from CardiacSuiteLib.errors import InputError
 
 from .presets import PHASE_METHODS, PLANES
 
+
 def add_commands(commands) -> None:
     command = commands.add_parser(
         "ct-reformat",
