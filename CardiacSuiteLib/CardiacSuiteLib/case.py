@@ -74,6 +74,18 @@ class CardiacCase:
     def reference(self, role: str):
         return self.node.GetNodeReference(role)
 
+    def add_reference(self, role: str, node) -> None:
+        """One more node under a role that holds several (one per algorithm, per traced curve)."""
+        self.node.AddNodeReferenceID(role, node.GetID())
+
+    def references(self, role: str) -> list:
+        """Every node under a role, in the order they were added."""
+        count = self.node.GetNumberOfNodeReferences(role)
+        return [self.node.GetNthNodeReference(role, index) for index in range(count)]
+
+    def clear_references(self, role: str) -> None:
+        self.node.RemoveNodeReferenceIDs(role)
+
     def contents(self) -> list[tuple[str, str]]:
         """(role, node name) of every node the study references now, in the order the roles were set."""
         found = []

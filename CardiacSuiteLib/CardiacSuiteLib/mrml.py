@@ -252,6 +252,54 @@ def _oriented_image(mask: np.ndarray, ijk_to_ras_matrix: np.ndarray):
     return image
 
 
+# ---------------------------------------------------------------------------------------------- models, curves
+
+
+def add_model(scene, polydata, name: str, color=(0.9, 0.9, 0.3), opacity: float = 1.0, visible: bool = True):
+    """A model node showing ``polydata`` (RAS), with a display node, as Slicer's model loader makes it."""
+    node = scene.AddNewNodeByClass("vtkMRMLModelNode", name)
+    node.SetAndObservePolyData(polydata)
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    display.SetColor(*color)
+    display.SetOpacity(opacity)
+    display.SetVisibility(visible)
+    display.SetVisibility2D(True)
+    return node
+
+
+def set_curve_points(curve_node, points: np.ndarray) -> None:
+    positions = vtk.vtkPoints()
+    for point in np.asarray(points, float):
+        positions.InsertNextPoint(*point)
+    curve_node.SetControlPointPositionsWorld(positions)
+
+
+def add_curve(scene, points: np.ndarray, name: str, color=None, visible: bool = True):
+    """An open markups curve through ``points`` (RAS mm, linear between them), labels hidden."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsCurveNode", name)
+    node.SetCurveTypeToLinear()
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    if display is not None:
+        display.SetPointLabelsVisibility(False)
+        display.SetVisibility(visible)
+        if color is not None:
+            display.SetSelectedColor(*color)
+            display.SetColor(*color)
+    set_curve_points(node, points)
+    return node
+
+
+def curve_points(curve_node) -> np.ndarray:
+    """Control points of a markups curve (RAS mm, world)."""
+    count = curve_node.GetNumberOfControlPoints()
+    points = np.zeros((count, 3))
+    for index in range(count):
+        curve_node.GetNthControlPointPositionWorld(index, points[index])
+    return points
+
+
 # ---------------------------------------------------------------------------------------------- tables
 
 

@@ -87,6 +87,27 @@ class Role:
     #: The segmentation on the reference phase that was propagated.
     CT4D_REFERENCE_SEGMENTATION = "CT4DReferenceSegmentation"
 
+    # --- StentReconstruction
+    #: Model nodes, one per reconstruction algorithm's device surface (multiple references, ranked order).
+    STENT_MODEL = "StentModel"
+    #: Markups curves, one per algorithm: the device axis (multiple references, same order as the models).
+    STENT_AXIS = "StentAxis"
+    #: Markups curves of the traced struts or wires of the chosen result (multiple references).
+    STENT_STRUTS = "StentStruts"
+    #: Table: per algorithm its rank, structure-match score and its parts, and the measurements.
+    STENT_TABLE = "StentTable"
+    #: Table: the chosen result's cross-sections every 0.5 mm (diameters, area, eccentricity, expansion).
+    STENT_SECTIONS_TABLE = "StentSectionsTable"
+    #: Model sequence: the chosen device moved to every phase (synchronised with the 4D CT's browser).
+    STENT_MODEL_SEQUENCE = "StentModelSequence"
+    #: Markups curve sequence: the chosen device's axis at every phase.
+    STENT_AXIS_SEQUENCE = "StentAxisSequence"
+    #: Table: per phase, the moved device's measurements, its distance to the vessel centreline and the
+    #: consistency check against that phase's metal.
+    STENT_PHASE_TABLE = "StentPhaseTable"
+    #: The CT the device was reconstructed on (cropped to the region around the device).
+    STENT_VOLUME = "StentVolume"
+
 
 class Key:
     """JSON parameters on the CardiacCase node: ``case.value(Key.X)`` gives the document."""
@@ -106,6 +127,8 @@ class Key:
     CT_SEGMENTATION_MODE = "CTSegmentationMode"
     #: LV function over the cycle measured on the propagated 4D segmentation.
     CT4D_FUNCTION = "CT4DFunction"
+    #: Stent reconstruction results (the ``results.json`` document of ``cardiacsuite stent``).
+    STENT_RESULTS = "StentResults"
     #: Study identity, set when the case is made.
     STUDY_INSTANCE_UID = "StudyInstanceUID"
     PATIENT_ID = "PatientID"
