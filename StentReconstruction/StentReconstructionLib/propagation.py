@@ -1,0 +1,389 @@
+"""Carry the chosen reconstruction, made at one phase, to every phase of a 4D CT, by moving it.
+
+The phase transforms are FourDCT's (Docs/FourDCT.md): per phase a displacement field u in Slicer's resampling
+convention, taking a point x of that phase to x + u(x) at the reference phase. A reference-phase point p is
+carried to the phase by inverting the field, solving x + u(x) = p by fixed-point iteration (the fields are
+smooth, so a few steps converge far below a micrometre). The fields come from an existing ``propagate`` output
+or are computed here with the same FourDCT registration, restricted to a box around the device, with an
+intensity window that keeps the metal visible.
+
+Per phase the device is checked against the metal seen there: across it, the median distance between the moved
+envelope and the metal peak on each envelope ray that meets metal; along it, how far the metal slid along the
+device since the reconstruction phase (the lag that best matches its axial signature with the reconstruction
+phase's). The larger is the phase's consistency figure,
+flagged above 0.5 mm. The device is never re-segmented per phase; a rigid correction after the phase field
+(``refine_rigid``) settles it on its own neighbourhood of the image.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from CardiacSuiteLib.errors import InputError
+
+from . import sections
+from .model import Reconstruction, Region
+
+#: A phase whose moved device and metal disagree by more than this (mm) is flagged.
+CONSISTENCY_LIMIT_MM = 0.5
+
+
+@dataclass
+class PhaseField:
+    """One phase's displacement field (RAS mm, ``[K, J, I, 3]``) on its grid (phase points to reference)."""
+
+    displacement: np.ndarray
+    ijk_to_ras: np.ndarray
+
+    def at(self, points: np.ndarray) -> np.ndarray:
+        inverse = np.linalg.inv(self.ijk_to_ras)
+        ijk = np.asarray(points, float) @ inverse[:3, :3].T + inverse[:3, 3]
+        coordinates = ijk[:, ::-1].T
+        return np.stack([ndimage.map_coordinates(self.displacement[..., c], coordinates, order=1, mode="nearest")
+                         for c in range(3)], axis=1)
+
+    def to_phase(self, points: np.ndarray, iterations: int = 12) -> np.ndarray:
+        """Reference-phase points carried to this phase (the field's inverse)."""
+        points = np.asarray(points, float)
+        moved = points - self.at(points)
+        for _ in range(iterations):
+            moved = points - self.at(moved)
+        return moved
+
+
+@dataclass
+class PhaseFields:
+    reference_phase: int
+    fields: list[PhaseField]
+    source: str  # where the fields came from, in words
+    method: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def read_propagate_output(folder: str | Path, count: int) -> PhaseFields:
+    """The phase transforms of a ``cardiacsuite propagate`` output folder (``transforms.seq.nrrd`` and
+    ``results.json``), checked against the study's number of phases."""
+    import slicer
+
+    folder = Path(folder)
+    path, document_path = folder / "transforms.seq.nrrd", folder / "results.json"
+    for required in (path, document_path):
+        if not required.exists():
+            raise InputError(f"{folder}: no {required.name}; give the output folder of 'cardiacsuite propagate'")
+    try:
+        document = json.loads(document_path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise InputError(f"{document_path}: not a results document of 'cardiacsuite propagate'") from None
+    scene = slicer.vtkMRMLScene()
+    try:
+        sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode")
+        storage = scene.AddNewNodeByClass("vtkMRMLTransformSequenceStorageNode")
+        storage.SetFileName(str(path))
+        if not storage.ReadData(sequence):
+            raise InputError(f"{path}: not a readable transform sequence")
+        fields = fields_from_sequence(sequence, count, str(path))
+    finally:
+        scene.Clear(True)
+    fields.reference_phase = int(document.get("reference_phase", fields.reference_phase))
+    fields.source = f"propagate output {folder}"
+    fields.method = dict(document.get("method", {}))
+    return fields
+
+
+def fields_from_sequence(sequence, count: int, what: str = "the transform sequence") -> PhaseFields:
+    """Phase fields from a FourDCT transform sequence node (a scene's, or one read from a file). The reference
+    phase is the one whose field is zero."""
+    from vtk.util import numpy_support
+
+    if sequence.GetNumberOfDataNodes() != count:
+        raise InputError(f"{what} holds {sequence.GetNumberOfDataNodes()} phase transforms but the study has {count} "
+                         "phases; give the phase transforms of this study")
+    fields = []
+    for index in range(count):
+        grid = _grid_of(sequence.GetNthDataNode(index).GetTransformFromParent())
+        if grid is None:
+            raise InputError(f"{what}: phase {index} is not a displacement-field transform")
+        image, direction = grid
+        dims = image.GetDimensions()
+        values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0], 3)
+        matrix = np.eye(4)
+        matrix[:3, :3] = direction @ np.diag(image.GetSpacing())
+        matrix[:3, 3] = image.GetOrigin()
+        fields.append(PhaseField(np.array(values, np.float32), matrix))
+    sizes = [float(np.abs(f.displacement).max()) for f in fields]
+    return PhaseFields(int(np.argmin(sizes)), fields, what)
+
+
+def _grid_of(transform):
+    """(displacement image, 3×3 direction) of a grid transform, possibly inside a general transform."""
+    import slicer
+
+    candidates = [transform]
+    if hasattr(transform, "GetNumberOfConcatenatedTransforms"):
+        candidates += [transform.GetConcatenatedTransform(i) for i in range(transform.GetNumberOfConcatenatedTransforms())]
+    for candidate in candidates:
+        if isinstance(candidate, slicer.vtkOrientedGridTransform):
+            matrix = candidate.GetGridDirectionMatrix()
+            direction = np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
+            return candidate.GetDisplacementGrid(), direction
+    return None
+
+
+def register_phases(stack, reference_phase: int, device_mask: np.ndarray, margin_mm: float = 10.0,
+                    grid_mm: float = 1.0, window_hu: tuple[float, float] = (-300.0, 1500.0),
+                    progress: Callable[[float, str], None] | None = None, cancel=None) -> PhaseFields:
+    """Phase fields from FourDCT's registration, in a box of ``margin_mm`` around the device mask."""
+    from FourDCTLib.propagation import PropagationSettings, Segment, propagate
+    from FourDCTLib.registration import RegistrationSettings
+
+    settings = PropagationSettings(
+        registration=RegistrationSettings(grid_mm=grid_mm, window_hu=window_hu), margin_mm=margin_mm)
+    started = time.perf_counter()
+    result = propagate(stack, reference_phase, device_mask.astype(np.uint8), [Segment(1, "Device")], settings,
+                       progress=progress, cancel=cancel)
+    fields = [PhaseField(result.displacement_ras(n), result.grid_ijk_to_ras) for n in range(stack.count)]
+    return PhaseFields(reference_phase, fields, "registered here (FourDCT demons, box around the device)", {
+        "registration": settings.registration.method, "strategy": settings.strategy, "grid_mm": grid_mm,
+        "margin_mm": margin_mm, "window_hu": list(window_hu),
+        "qc": [phase.qc() for phase in result.phases],
+    }, time.perf_counter() - started)
+
+
+def mapping(fields: PhaseFields, source: int, phase: int,
+            correction: RigidCorrection | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Points at phase ``source`` to where they are at ``phase``: forward through ``source``'s field to the
+    reference phase, then through the inverse of ``phase``'s, then the device's rigid correction if any."""
+    def carry(points: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, float)
+        if source != fields.reference_phase:
+            points = points + fields.fields[source].at(points)
+        if phase != fields.reference_phase:
+            points = fields.fields[phase].to_phase(points)
+        return points if correction is None else correction.apply(points)
+    return carry
+
+
+@dataclass(frozen=True)
+class RigidCorrection:
+    """A small rotation (about ``center``) and translation applied after the phase field, mm and radians."""
+
+    center: np.ndarray
+    rotation: np.ndarray  # 3×3
+    translation: np.ndarray  # (3,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return (np.asarray(points, float) - self.center) @ self.rotation.T + self.center + self.translation
+
+    @property
+    def size_mm(self) -> float:
+        return float(np.linalg.norm(self.translation))
+
+    @property
+    def angle_deg(self) -> float:
+        return float(np.degrees(np.arccos(np.clip((np.trace(self.rotation) - 1) / 2, -1, 1))))
+
+
+def _rotation(vector: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(vector).as_matrix()
+
+
+def device_samples(reference_image: np.ndarray, ijk_to_ras: np.ndarray, device: Reconstruction,
+                   reach_mm: float = 2.0, step_mm: float = 0.25) -> np.ndarray:
+    """Points around the device's envelope (within ``reach_mm`` of it, beyond its ends too) inside the image:
+    where a phase is matched with the reconstruction phase."""
+    axis = device.axis
+    t = sections.tangents(axis)
+    steps = np.arange(1, int(np.ceil(reach_mm / STEP)) + 1)[:, None] * STEP
+    extended = np.concatenate([axis[0] - steps[::-1] * t[0], axis, axis[-1] + steps * t[-1]])
+    radius = float(device.radii.mean())
+    rings = np.arange(max(radius - reach_mm, 0.0), radius + reach_mm + 1e-9, step_mm)
+    sectors = max(int(2 * np.pi * (radius + reach_mm) / (2 * step_mm)), 24)
+    points = sections.polar_grid(sections.resample(extended, step_mm * 2), rings, sectors).reshape(-1, 3)
+    values = sections.sample(reference_image, ijk_to_ras, points, fill=np.nan)
+    keep = np.flatnonzero(np.isfinite(values))
+    if len(keep) > MAX_SAMPLES:  # a large frame: an even random share keeps the match well posed and quick
+        keep = np.sort(np.random.default_rng(0).choice(keep, MAX_SAMPLES, replace=False))
+    return points[keep]
+
+
+#: Most template points a rigid correction is matched on.
+MAX_SAMPLES = 20000
+
+
+STEP = 0.5
+
+
+def refine_rigid(reference_image: np.ndarray, phase_image: np.ndarray, ijk_to_ras: np.ndarray, points: np.ndarray,
+                 carry: Callable[[np.ndarray], np.ndarray], window_hu: tuple[float, float]) -> tuple[RigidCorrection, float]:
+    """The rigid correction, after the phase field, that best matches the device's neighbourhood (``points``,
+    at the reconstruction phase) in the phase image with the reconstruction phase's image (least squares on
+    intensities clipped to ``window_hu``), coarse to fine. The field moves the anatomy; this settles the device
+    along its own axis, where a tube-like vessel gives a deformable registration little to hold on to, and
+    catches a device the field left a few millimetres off. Returns the correction and the match's final cost."""
+    from scipy.optimize import minimize
+
+    moved = carry(points)
+    center = moved.mean(axis=0)
+    spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)[::-1]
+    scale = float(window_hu[1] - window_hu[0])
+    reference = np.clip(reference_image, *window_hu).astype(np.float32)
+    phase = np.clip(phase_image, *window_hu).astype(np.float32)
+    x = np.zeros(6)
+    start_cost = final_cost = 0.0
+    for level, sigma_mm in enumerate(RIGID_SCALES_MM):
+        sigma = np.maximum(sigma_mm / spacing, 0.6)
+        target = sections.sample(ndimage.gaussian_filter(reference, sigma), ijk_to_ras, points, fill=window_hu[0])
+        smooth = ndimage.gaussian_filter(phase, sigma)
+
+        def cost(parameters: np.ndarray) -> float:
+            correction = RigidCorrection(center, _rotation(parameters[:3] * 0.01), parameters[3:])
+            sampled = sections.sample(smooth, ijk_to_ras, correction.apply(moved), fill=window_hu[0])
+            return float(np.mean(((sampled - target) / scale) ** 2))
+
+        if level == len(RIGID_SCALES_MM) - 1:
+            start_cost = cost(np.zeros(6))
+        best = minimize(cost, x, method="L-BFGS-B", options={"eps": 1e-3, "maxiter": 200})
+        x, final_cost = best.x, float(best.fun)
+    if final_cost > start_cost:
+        return RigidCorrection(center, np.eye(3), np.zeros(3)), start_cost
+    return RigidCorrection(center, _rotation(x[:3] * 0.01), x[3:]), final_cost
+
+
+def then(carry: Callable[[np.ndarray], np.ndarray], correction: RigidCorrection) -> Callable[[np.ndarray], np.ndarray]:
+    """``carry`` followed by a rigid correction."""
+    return lambda points: correction.apply(carry(points))
+
+
+#: Blur (mm) of the coarse-to-fine rigid match; the last is about the image's own scale.
+RIGID_SCALES_MM = (2.0, 1.0, 0.3)
+
+
+def move(reconstruction: Reconstruction, carry: Callable[[np.ndarray], np.ndarray]) -> Reconstruction:
+    """The reconstruction with every point carried: axis, envelope, struts and surface."""
+    import vtk
+    from vtk.util import numpy_support
+
+    # The axis follows the moved envelope (each station's ring centre), not the field at the axis itself: inside
+    # the device the field lies in uniform blood, where the registration has nothing to go on.
+    rings = carry(reconstruction.envelope_points().reshape(-1, 3)).reshape(reconstruction.radii.shape + (3,))
+    axis = sections.resample(rings.mean(axis=1))
+    envelope = rings.reshape(-1, 3)
+    radii, _ = sections.envelope_radii(envelope, axis, reconstruction.radii.shape[1], window_mm=0.5)
+    surface = vtk.vtkPolyData()
+    surface.DeepCopy(reconstruction.surface)
+    if surface.GetNumberOfPoints():
+        points = numpy_support.vtk_to_numpy(surface.GetPoints().GetData()).astype(float)
+        moved_points = vtk.vtkPoints()
+        moved_points.SetData(numpy_support.numpy_to_vtk(carry(points), deep=True))
+        surface.SetPoints(moved_points)
+    return Reconstruction(
+        id=reconstruction.id, name=reconstruction.name, axis=axis, radii=radii, surface=surface,
+        struts=[carry(s) for s in reconstruction.struts],
+        material=None if reconstruction.material is None else carry(reconstruction.material),
+        method=dict(reconstruction.method), notes=list(reconstruction.notes),
+    )
+
+
+def metal_consistency_mm(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reconstruction, region: Region) -> float:
+    """Median distance (mm) between the device's envelope and the metal peak on each envelope ray that meets metal
+    in this phase's image."""
+    reach = 1.5
+    offsets = np.arange(-reach, reach + 1e-9, 0.05)
+    _, n, b = sections.frames(device.axis)
+    angles = sections.sector_angles(device.radii.shape[1])
+    directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
+    radial = np.clip(device.radii[..., None] + offsets, 0.0, None)
+    points = device.axis[:, None, None, :] + radial[..., None] * directions[:, :, None, :]
+    profile = sections.sample(image, ijk_to_ras, points, fill=region.background_hu)
+    peak = profile.max(axis=2)
+    metal = peak >= region.threshold_hu
+    if not metal.any():
+        return float("inf")
+    where = offsets[profile.argmax(axis=2)]
+    return float(np.median(np.abs(where[metal])))
+
+
+def axial_signature(image: np.ndarray, device: Reconstruction, region: Region, beyond_mm: float = 3.0,
+                    step_mm: float = 0.1, count: int | None = None) -> np.ndarray:
+    """The metal along the device: per position from ``beyond_mm`` before its start to after its end, the mean
+    over the sectors of the brightest value within 1 mm of the envelope. Its ends and ring pattern move with the
+    device, so comparing it between phases shows a slide along the axis."""
+    axis = device.axis
+    t = sections.tangents(axis)
+    steps = np.arange(1, int(round(beyond_mm / step_mm)) + 1)[:, None] * step_mm
+    fine = sections.resample(axis, step_mm)
+    if count is not None and count != len(fine):  # the same samples as another phase's signature
+        from CardiacSuiteLib.geometry import arc_length
+
+        s_axis = arc_length(axis)
+        positions = np.linspace(0.0, s_axis[-1], count)
+        fine = np.stack([np.interp(positions, s_axis, axis[:, c]) for c in range(3)], axis=1)
+    extended = np.concatenate([fine[0] - steps[::-1] * t[0], fine, fine[-1] + steps * t[-1]])
+    radius = float(device.radii.mean())
+    sectors = int(np.clip(2 * np.pi * radius / 0.5, 24, 180))
+    peak = np.full((len(extended), sectors), -np.inf)
+    for offset in np.arange(-1.0, 1.0 + 1e-9, 0.2):
+        grid = sections.polar_grid(extended, np.array([max(radius + offset, 0.0)]), sectors)[:, :, 0, :]
+        peak = np.maximum(peak, sections.sample(image, region.ijk_to_ras, grid, fill=region.background_hu))
+    return np.clip(peak, region.background_hu, None).mean(axis=1)
+
+
+def axial_slide_mm(reference: np.ndarray, signature: np.ndarray, step_mm: float = 0.1, reach_mm: float = 2.0) -> float:
+    """The shift (mm) of ``signature`` against ``reference`` that best matches them, within ±``reach_mm``."""
+    lags = np.arange(-int(reach_mm / step_mm), int(reach_mm / step_mm) + 1)
+    a = reference - reference.mean()
+    b = signature - signature.mean()
+    scores = []
+    for lag in lags:
+        if lag >= 0:
+            x, y = a[: len(a) - lag], b[lag:]
+        else:
+            x, y = a[-lag:], b[: len(b) + lag]
+        scores.append(float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-9)))
+    scores = np.array(scores)
+    best = int(np.argmax(scores))
+    shift = float(lags[best])
+    if 0 < best < len(lags) - 1:
+        y0, y1, y2 = scores[best - 1 : best + 2]
+        shift += 0.5 * (y0 - y2) / min(y0 - 2 * y1 + y2, -1e-12)
+    return shift * step_mm
+
+
+def centerline_near(reconstruction: Reconstruction, region: Region, beyond_mm: float = 3.0) -> np.ndarray:
+    """The vessel centreline beside the device at the reference phase: per station, the centroid of the lumen
+    in the cross-section (the vessel segmentation when given, else blood-level voxels that are not metal),
+    from ``beyond_mm`` before the device to ``beyond_mm`` after it."""
+    axis = reconstruction.axis
+    t = sections.tangents(axis)
+    steps = np.arange(1, int(beyond_mm / 0.5) + 1)[:, None] * 0.5
+    extended = np.concatenate([axis[0] - steps[::-1] * t[0], axis, axis[-1] + steps * t[-1]])
+    if region.vessel is not None and region.vessel.any():
+        lumen = region.vessel.astype(np.float32)
+    else:
+        tissue = float(np.percentile(region.image, 10))
+        level = 0.5 * (region.background_hu + tissue)
+        lumen = ((region.image >= level) & ~ndimage.binary_dilation(region.metal, iterations=1)).astype(np.float32)
+    reach = float(reconstruction.radii.max()) + 2.0
+    rings = np.arange(0.0, reach + 1e-9, 0.25)
+    grid = sections.polar_grid(extended, rings, 72)
+    inside = sections.sample(lumen, region.ijk_to_ras, grid, order=1, fill=0.0)
+    weights = inside * rings[None, None, :]  # area weight of each ring sample
+    total = weights.sum(axis=(1, 2))
+    centres = (weights[..., None] * grid).sum(axis=(1, 2)) / np.maximum(total, 1e-9)[:, None]
+    centres = np.where(total[:, None] > 0, centres, extended)
+    return sections.smooth(centres, 1.0)
+
+
+def axis_to_centerline_mm(axis: np.ndarray, centerline: np.ndarray) -> float:
+    from CardiacSuiteLib.geometry import points_to_polyline_distance
+
+    return float(points_to_polyline_distance(np.asarray(axis, float), np.asarray(centerline, float))[0].mean())
