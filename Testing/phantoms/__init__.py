@@ -1,0 +1,1 @@
+"""Digital phantoms with analytic ground truth, for tests and validation runs."""
