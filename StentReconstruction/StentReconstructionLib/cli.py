@@ -48,6 +48,11 @@ def add_commands(commands) -> None:
     parser.add_argument("--transforms", help="output folder of 'cardiacsuite propagate' for this study (its phase "
                         "transforms); without it the phases are registered here around the device")
     parser.add_argument("--algorithms", default="A,B,C", help="algorithms to run, comma-separated (default A,B,C)")
+    parser.add_argument("--annulus", help="the annular plane, for a valve frame's implantation depth: the results.json"
+                        " of 'cardiacsuite ct-segment --preset valve', or R,A,S,nR,nA,nS (centre and normal towards the"
+                        " aorta or pulmonary artery, mm)")
+    parser.add_argument("--landmark", help="an anatomical landmark R,A,S (mm), e.g. an ostium: the distance of each "
+                        "device end to it is measured, at every phase")
     parser.add_argument("--threshold", type=float, help="metal threshold in HU (default: chosen from the image)")
     parser.add_argument("--series", help="SeriesInstanceUID of one series of the acquisition to load")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -90,6 +95,33 @@ def extent_from_args(args) -> np.ndarray:
     if not (args.start and args.end):
         raise InputError("give the device's extent: --start R,A,S and --end R,A,S (mm), or --curve axis.mrk.json")
     return np.stack([parse_point(args.start, "--start"), parse_point(args.end, "--end")])
+
+
+def parse_annulus(text: str | None, kind: str) -> dict | None:
+    """The annular plane from six numbers or from a ``ct-segment`` valve results document."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.suffix.lower() == ".json" or path.exists():
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        try:
+            valve = json.loads(path.read_text(encoding="utf-8"))["valve"]
+            root = valve["pulmonary_root" if kind == "pulmonary" else "aortic_root"]
+            plane = root.get("annulus_plane") or root["annulus"]["plane"]
+            return {"center": np.array(plane["centre_ras_mm"], float), "normal": np.array(plane["normal"], float),
+                    "source": str(path)}
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"{path}: no annulus plane in it; give the results.json of 'cardiacsuite ct-segment "
+                             "--preset valve'") from None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not np.linalg.norm(values[3:]) > 0:
+        raise InputError(f"--annulus '{text}': give R,A,S,nR,nA,nS (the plane's centre and normal, mm) or a results.json")
+    return {"center": np.array(values[:3]), "normal": np.array(values[3:]) / np.linalg.norm(values[3:]),
+            "source": "given"}
 
 
 def read_ct(inputs: list[str], series_uid: str | None = None):
@@ -151,6 +183,8 @@ def stent_command(args: argparse.Namespace) -> int:
     extent = extent_from_args(args)
     spec = stent_scene.device_spec(args.device, args.nominal_diameter, args.nominal_length)
     algorithms = workflow.parse_algorithms(args.algorithms)
+    annulus = parse_annulus(args.annulus, args.device)
+    landmark = parse_point(args.landmark, "--landmark") if args.landmark else None
     stack = read_ct(args.input, args.series)
     app = create_app()
     try:
@@ -170,8 +204,13 @@ def stent_command(args: argparse.Namespace) -> int:
             if not vessel.any():
                 raise InputError(f"{args.segmentation}: the segmentation does not overlap the CT")
         loaded = time.perf_counter()
+        if landmark is not None:
+            from .region import check_inside
+
+            check_inside(landmark[None], stack.ijk_to_ras, stack.shape, "landmark")
         run = workflow.reconstruct(image, stack.ijk_to_ras, extent, spec, vessel, algorithms, args.threshold, phase,
-                                   progress=lambda f, m: progress(0.6 * f if stack.count > 1 else 0.9 * f, m))
+                                   progress=lambda f, m: progress(0.6 * f if stack.count > 1 else 0.9 * f, m),
+                                   annulus=annulus, landmark=landmark)
         del image
         if stack.count > 1:
             workflow.propagate(run, stack, fields, progress=lambda f, m: progress(0.6 + 0.3 * f, m))
@@ -189,7 +228,10 @@ def stent_command(args: argparse.Namespace) -> int:
                                  "voxels_ijk": list(stack.shape[::-1]),
                                  "spacing_mm": [round(float(v), 4) for v in np.linalg.norm(stack.ijk_to_ras[:3, :3], axis=0)],
                                  "extent_ras_mm": extent.tolist(), "segmentation": args.segmentation,
-                                 "transforms": args.transforms}
+                                 "transforms": args.transforms,
+                                 "annulus": None if annulus is None else {k: (v.tolist() if hasattr(v, "tolist") else v)
+                                                                          for k, v in annulus.items()},
+                                 "landmark_ras_mm": None if landmark is None else landmark.tolist()}
             document["timing_s"]["load"] = loaded - started
             document["timing_s"]["total"] = time.perf_counter() - started
             write_json(staging / "results.json", document)

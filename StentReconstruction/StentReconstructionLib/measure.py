@@ -33,12 +33,13 @@ def cross_sections(radii: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def measure(reconstruction: Reconstruction, spec: DeviceSpec, annulus: dict | None = None,
-            wall_gap_mm: np.ndarray | None = None) -> dict:
+            wall_gap_mm: np.ndarray | None = None, landmark: np.ndarray | None = None) -> dict:
     """The measurements of one reconstruction, as they go into results.json and the scene's table.
 
     ``annulus``: ``{"center": (3,), "normal": (3,)}`` of the annular plane, when known (normal pointing from the
     ventricle to the aorta), for a valve frame's implantation depth. ``wall_gap_mm``: (N, S) device-to-wall
-    distance per station and sector from the score's apposition term, for the apposition map.
+    distance per station and sector from the score's apposition term, for the apposition map. ``landmark``: an
+    anatomical point (RAS mm); the distance of each device end to it is added.
     """
     axis = reconstruction.axis
     per_station = cross_sections(reconstruction.radii)
@@ -70,6 +71,10 @@ def measure(reconstruction: Reconstruction, spec: DeviceSpec, annulus: dict | No
         result["frame_height_mm"] = length
         if annulus is not None:
             result.update(implantation_depth(axis, annulus))
+    if landmark is not None:
+        point = np.asarray(landmark, float)
+        result["landmark_to_start_mm"] = float(np.linalg.norm(axis[0] - point))
+        result["landmark_to_end_mm"] = float(np.linalg.norm(axis[-1] - point))
     if wall_gap_mm is not None:
         gap = np.asarray(wall_gap_mm, float)
         result["apposition_gap_max_mm"] = float(np.nanmax(gap))

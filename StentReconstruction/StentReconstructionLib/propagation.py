@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from CardiacSuiteLib.errors import InputError
+from CardiacSuiteLib.geometry import Box
 
 from . import sections
 from .model import Reconstruction, Region
@@ -136,6 +137,22 @@ def _grid_of(transform):
     return None
 
 
+#: The phases are matched in the device's region grown by this much (mm), so a device that moves further than
+#: the region's own margin over the cycle stays inside the images compared.
+MOTION_MARGIN_MM = 15.0
+
+
+def phase_box(region: Region, image_shape) -> tuple[Box, np.ndarray]:
+    """The region's box grown by MOTION_MARGIN_MM, clipped to the image, and its IJK-to-RAS."""
+    pad = np.ceil(MOTION_MARGIN_MM / region.spacing_mm).astype(int)
+    low = np.maximum(np.array(region.box.low) - pad, 0)
+    high = np.minimum(np.array(region.box.high) + pad, np.asarray(image_shape))
+    box = Box(tuple(int(v) for v in low), tuple(int(v) for v in high))
+    parent = region.ijk_to_ras.copy()
+    parent[:3, 3] = region.ijk_to_ras[:3, 3] - region.ijk_to_ras[:3, :3] @ np.array(region.box.low[::-1], float)
+    return box, box.ijk_to_ras(parent)
+
+
 def register_phases(stack, reference_phase: int, device_mask: np.ndarray, margin_mm: float = 10.0,
                     grid_mm: float = 1.0, window_hu: tuple[float, float] = (-300.0, 1500.0),
                     progress: Callable[[float, str], None] | None = None, cancel=None) -> PhaseFields:
@@ -238,6 +255,7 @@ def refine_rigid(reference_image: np.ndarray, phase_image: np.ndarray, ijk_to_ra
     reference = np.clip(reference_image, *window_hu).astype(np.float32)
     phase = np.clip(phase_image, *window_hu).astype(np.float32)
     x = np.zeros(6)
+    x[3:] = _translation_search(reference, phase, ijk_to_ras, points, moved, spacing, scale, window_hu)
     start_cost = final_cost = 0.0
     for level, sigma_mm in enumerate(RIGID_SCALES_MM):
         sigma = np.maximum(sigma_mm / spacing, 0.6)
@@ -256,6 +274,99 @@ def refine_rigid(reference_image: np.ndarray, phase_image: np.ndarray, ijk_to_ra
     if final_cost > start_cost:
         return RigidCorrection(center, np.eye(3), np.zeros(3)), start_cost
     return RigidCorrection(center, _rotation(x[:3] * 0.01), x[3:]), final_cost
+
+
+#: Reach (mm) and step of the translation search that starts the rigid match, on the most blurred images.
+SEARCH_MM, SEARCH_STEP_MM = 6.0, 1.0
+#: Points the translation search samples (a random share of the template).
+SEARCH_POINTS = 3000
+
+
+def _translation_search(reference, phase, ijk_to_ras, points, moved, spacing, scale, window_hu) -> np.ndarray:
+    """The best whole-millimetre shift within ±SEARCH_MM of the start, on images blurred by the coarsest scale:
+    the gradient-based match then starts inside its capture range even after a large systolic jump."""
+    sigma = np.maximum(RIGID_SCALES_MM[0] / spacing, 0.6)
+    pick = np.random.default_rng(1).choice(len(points), min(SEARCH_POINTS, len(points)), replace=False)
+    target = sections.sample(ndimage.gaussian_filter(reference, sigma), ijk_to_ras, points[pick], fill=window_hu[0])
+    smooth = ndimage.gaussian_filter(phase, sigma)
+    steps = np.arange(-SEARCH_MM, SEARCH_MM + 1e-9, SEARCH_STEP_MM)
+    shifts = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    costs = [float(np.mean(((sections.sample(smooth, ijk_to_ras, moved[pick] + shift, fill=window_hu[0]) - target)
+                            / scale) ** 2)) for shift in shifts]
+    return shifts[int(np.argmin(costs))]
+
+
+@dataclass
+class BentCorrection:
+    """Sideways shifts of overlapping pieces along the device, blended linearly between the pieces' centres:
+    what a rigid correction leaves of a device that bends over the cycle."""
+
+    axis: np.ndarray  # the device's axis at the reconstruction phase (positions are measured along it)
+    centres_mm: np.ndarray  # arc length of each piece's centre
+    shifts: np.ndarray  # (pieces, 3) RAS mm, perpendicular to the axis at each piece
+
+    def apply(self, reference_points: np.ndarray, moved: np.ndarray) -> np.ndarray:
+        s = sections.project_to_axis(np.asarray(reference_points, float), self.axis)[0]
+        blended = np.stack([np.interp(s, self.centres_mm, self.shifts[:, c]) for c in range(3)], axis=1)
+        return moved + blended
+
+    @property
+    def size_mm(self) -> float:
+        return float(np.linalg.norm(self.shifts, axis=1).max()) if len(self.shifts) else 0.0
+
+
+#: Pieces of a bending device: this long (mm), centres half as far apart; only for devices at least twice as long.
+PIECE_MM = 6.0
+
+
+def refine_bend(reference_image: np.ndarray, phase_image: np.ndarray, ijk_to_ras: np.ndarray, points: np.ndarray,
+                carry: Callable[[np.ndarray], np.ndarray], window_hu: tuple[float, float],
+                axis: np.ndarray) -> BentCorrection | None:
+    """Sideways shifts per piece of the device (after the rigid correction), each matched like the rigid one but
+    with two degrees of freedom across the axis, where a tube's position is well defined even when its struts
+    bloom together; None for a device too short to bend measurably."""
+    from scipy.optimize import minimize
+
+    length = sections.length_mm(axis)
+    if length < 2 * PIECE_MM:
+        return None
+    centres = np.linspace(0.0, length, max(int(round(length / (0.5 * PIECE_MM))), 2) + 1)
+    s = sections.project_to_axis(points, axis)[0]
+    moved = carry(points)
+    spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)[::-1]
+    scale = float(window_hu[1] - window_hu[0])
+    sigma = np.maximum(RIGID_SCALES_MM[-1] / spacing, 0.6)
+    target_image = ndimage.gaussian_filter(np.clip(reference_image, *window_hu).astype(np.float32), sigma)
+    smooth = ndimage.gaussian_filter(np.clip(phase_image, *window_hu).astype(np.float32), sigma)
+    target = sections.sample(target_image, ijk_to_ras, points, fill=window_hu[0])
+    tangent_at = sections.tangents(carry(axis))
+    s_axis = np.linspace(0.0, length, len(axis))
+    shifts = np.zeros((len(centres), 3))
+    for index, centre in enumerate(centres):
+        near = np.abs(s - centre) <= 0.5 * PIECE_MM
+        if near.sum() < 50:
+            continue
+        t = tangent_at[int(np.argmin(np.abs(s_axis - centre)))]
+        u = np.cross(t, [1.0, 0.0, 0.0] if abs(t[0]) < 0.9 else [0.0, 1.0, 0.0])
+        u /= np.linalg.norm(u)
+        v = np.cross(t, u)
+
+        def cost(x: np.ndarray) -> float:
+            shifted = moved[near] + x[0] * u + x[1] * v
+            sampled = sections.sample(smooth, ijk_to_ras, shifted, fill=window_hu[0])
+            return float(np.mean(((sampled - target[near]) / scale) ** 2))
+
+        best = minimize(cost, np.zeros(2), method="L-BFGS-B", bounds=[(-1.5, 1.5)] * 2, options={"eps": 1e-3})
+        if best.fun < cost(np.zeros(2)):
+            shifts[index] = best.x[0] * u + best.x[1] * v
+    return BentCorrection(np.asarray(axis, float), centres, shifts)
+
+
+def bent(carry: Callable[[np.ndarray], np.ndarray], bend: BentCorrection | None) -> Callable[[np.ndarray], np.ndarray]:
+    """``carry`` followed by a device's bend correction."""
+    if bend is None:
+        return carry
+    return lambda points: bend.apply(points, carry(points))
 
 
 def then(carry: Callable[[np.ndarray], np.ndarray], correction: RigidCorrection) -> Callable[[np.ndarray], np.ndarray]:
@@ -312,8 +423,8 @@ def metal_consistency_mm(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reco
     return float(np.median(np.abs(where[metal])))
 
 
-def axial_signature(image: np.ndarray, device: Reconstruction, region: Region, beyond_mm: float = 3.0,
-                    step_mm: float = 0.1, count: int | None = None) -> np.ndarray:
+def axial_signature(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reconstruction, region: Region,
+                    beyond_mm: float = 3.0, step_mm: float = 0.1, count: int | None = None) -> np.ndarray:
     """The metal along the device: per position from ``beyond_mm`` before its start to after its end, the mean
     over the sectors of the brightest value within 1 mm of the envelope. Its ends and ring pattern move with the
     device, so comparing it between phases shows a slide along the axis."""
@@ -333,7 +444,7 @@ def axial_signature(image: np.ndarray, device: Reconstruction, region: Region, b
     peak = np.full((len(extended), sectors), -np.inf)
     for offset in np.arange(-1.0, 1.0 + 1e-9, 0.2):
         grid = sections.polar_grid(extended, np.array([max(radius + offset, 0.0)]), sectors)[:, :, 0, :]
-        peak = np.maximum(peak, sections.sample(image, region.ijk_to_ras, grid, fill=region.background_hu))
+        peak = np.maximum(peak, sections.sample(image, ijk_to_ras, grid, fill=region.background_hu))
     return np.clip(peak, region.background_hu, None).mean(axis=1)
 
 

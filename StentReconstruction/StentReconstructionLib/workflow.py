@@ -74,7 +74,10 @@ class StentRun:
     phases: list[PhaseDevice] | None = None
     fields: propagation.PhaseFields | None = None
     centerline: np.ndarray | None = None  # vessel centreline beside the device, reconstruction phase
+    annulus: dict | None = None  # {"center": (3,), "normal": (3,)} of the annular plane, for valve frames
+    landmark: np.ndarray | None = None  # an anatomical landmark (RAS mm) the device's ends are measured to
     corrections: dict = field(default_factory=dict)  # phase -> (propagation.RigidCorrection, what it corrects)
+    bends: dict = field(default_factory=dict)  # phase -> propagation.BentCorrection (None: too short to bend)
     motions: dict = field(default_factory=dict)  # phase -> function carrying reconstruction-phase points there
     timing_s: dict = field(default_factory=dict)
 
@@ -93,11 +96,13 @@ def parse_algorithms(text: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def evaluate(region: Region, result: AlgorithmResult, annulus: dict | None = None) -> AlgorithmResult:
+def evaluate(region: Region, result: AlgorithmResult, annulus: dict | None = None,
+             landmark: np.ndarray | None = None) -> AlgorithmResult:
     """Measure and score one result (the phase terms included when it has them)."""
     first = measure.measure(result.reconstruction, region.spec, annulus)
     result.score = score(region, result.reconstruction, first, result.phase_figures or None)
-    result.measurements = measure.measure(result.reconstruction, region.spec, annulus, result.score.wall_gap_mm)
+    result.measurements = measure.measure(result.reconstruction, region.spec, annulus, result.score.wall_gap_mm,
+                                          landmark)
     return result
 
 
@@ -115,8 +120,12 @@ def rank(results: list[AlgorithmResult]) -> list[AlgorithmResult]:
 def reconstruct(image: np.ndarray, ijk_to_ras: np.ndarray, extent: np.ndarray, spec: DeviceSpec,
                 vessel: np.ndarray | None = None, algorithms: Sequence[str] | None = None,
                 threshold_hu: float | None = None, phase: int = 0, progress: ProgressCallback | None = None,
-                cancel=None) -> StentRun:
-    """Every chosen algorithm on one CT phase, scored, measured and ranked."""
+                cancel=None, annulus: dict | None = None, landmark: np.ndarray | None = None) -> StentRun:
+    """Every chosen algorithm on one CT phase, scored, measured and ranked.
+
+    ``annulus`` (a valve frame's annular plane) adds the implantation depth; ``landmark`` (e.g. an ostium or a
+    side branch) the distance of each device end to it.
+    """
     report = _reporter(progress, cancel)
     ids = parse_algorithms(algorithms)
     started = time.perf_counter()
@@ -135,7 +144,7 @@ def reconstruct(image: np.ndarray, ijk_to_ras: np.ndarray, extent: np.ndarray, s
                                            seconds=time.perf_counter() - begun))
             continue
         result = AlgorithmResult(algorithm.id, algorithm.name, reconstruction)
-        evaluate(region, result)
+        evaluate(region, result, annulus, landmark)
         result.seconds = time.perf_counter() - begun
         results.append(result)
     results = rank(results)
@@ -144,7 +153,7 @@ def reconstruct(image: np.ndarray, ijk_to_ras: np.ndarray, extent: np.ndarray, s
         raise InputError(f"no algorithm could reconstruct the device ({reasons})")
     report(1.0, "reconstruction finished")
     timing = {"region": found - started, "algorithms": {r.id: r.seconds for r in results}}
-    run = StentRun(region, results, phase, results[0].id, timing_s=timing)
+    run = StentRun(region, results, phase, results[0].id, annulus=annulus, landmark=landmark, timing_s=timing)
     run.centerline = propagation.centerline_near(run.chosen.reconstruction, region)
     return run
 
@@ -188,39 +197,46 @@ def propagate(run: StentRun, stack, fields: propagation.PhaseFields | None = Non
     region = run.region
     moved: dict[str, list[Reconstruction]] = {}
     window = (region.background_hu - 500.0, region.threshold_hu + 0.5 * (region.image.max() - region.threshold_hu))
-    samples = propagation.device_samples(region.image, region.ijk_to_ras, run.chosen.reconstruction)
-    run.corrections, run.motions = {}, {run.phase: (lambda points: np.asarray(points, float))}
+    box, box_ijk_to_ras = propagation.phase_box(region, stack.shape)
+    reference_image = np.asarray(stack.read(run.phase), dtype=np.float32)[box.slices]
+    samples = propagation.device_samples(reference_image, box_ijk_to_ras, run.chosen.reconstruction)
+    run.corrections, run.bends, run.motions = {}, {}, {run.phase: (lambda points: np.asarray(points, float))}
     signatures: dict[str, np.ndarray] = {}
     from FourDCTLib.propagation import phase_order
 
     for done, (index, neighbour) in enumerate(phase_order(stack.count, run.phase)):
         report(0.8 + 0.2 * done / stack.count, f"moving the devices to phase {stack.index_label(index)}")
-        image = np.asarray(stack.read(index), dtype=np.float32)[region.box.slices]
+        image = np.asarray(stack.read(index), dtype=np.float32)[box.slices]
         carry = propagation.mapping(fields, run.phase, index)
         if refine:
             # Start from the phase field, and from the device as the neighbouring phase left it; keep the better
             # match (a field can lose a thin vessel that moved more than its width, the chain then still holds).
             starts = [(carry, "phase field"), (run.motions[neighbour], f"phase {stack.index_label(neighbour)}")]
-            tried = [(propagation.refine_rigid(region.image, image, region.ijk_to_ras, samples, start, window), start, label)
+            tried = [(propagation.refine_rigid(reference_image, image, box_ijk_to_ras, samples, start, window), start, label)
                      for start, label in starts]
             (correction, _), start, label = min(tried, key=lambda t: t[0][1])
             run.corrections[index] = (correction, label)
             carry = propagation.then(start, correction)
+            bend = propagation.refine_bend(reference_image, image, box_ijk_to_ras, samples, carry, window,
+                                           run.chosen.reconstruction.axis)
+            carry = propagation.bent(carry, bend)
+            run.bends[index] = bend
         run.motions[index] = carry
-    for done, index in enumerate(range(stack.count)):
-        image = np.asarray(stack.read(index), dtype=np.float32)[region.box.slices]
+    for index in range(stack.count):
+        image = np.asarray(stack.read(index), dtype=np.float32)[box.slices]
         carry = run.motions[index]
         for result in run.results:
             if not result.ok:
                 continue
             device = result.reconstruction if index == run.phase else propagation.move(result.reconstruction, carry)
             figures = measure.measure(device, region.spec)
-            radial = propagation.metal_consistency_mm(image, region.ijk_to_ras, device, region)
+            radial = propagation.metal_consistency_mm(image, box_ijk_to_ras, device, region)
             if result.id not in signatures:
-                signatures[result.id] = propagation.axial_signature(region.image, result.reconstruction, region)
+                signatures[result.id] = propagation.axial_signature(reference_image, box_ijk_to_ras,
+                                                                    result.reconstruction, region)
             reference = signatures[result.id]
             steps = len(reference) - 2 * 30  # the signature's own samples, without the 3 mm either side
-            seen = propagation.axial_signature(image, device, region, count=steps)
+            seen = propagation.axial_signature(image, box_ijk_to_ras, device, region, count=steps)
             slide = propagation.axial_slide_mm(reference, seen)
             result.phase_figures.append({"index": index, "length_mm": figures["length_mm"],
                                          "diameter_mean_mm": figures["diameter_mean_mm"], "radial_mm": radial,
@@ -228,29 +244,31 @@ def propagate(run: StentRun, stack, fields: propagation.PhaseFields | None = Non
             moved.setdefault(result.id, []).append(device)
     for result in run.results:
         if result.ok:
-            evaluate(region, result)
+            evaluate(region, result, run.annulus, run.landmark)
     run.results = rank(run.results)
     run.chosen_id = run.results[0].id
     run.fields = fields
-    run.phases = _phase_devices(run, stack, moved[run.chosen_id])
+    run.phases = _phase_devices(run, stack, moved[run.chosen_id], box, box_ijk_to_ras)
     run.timing_s["registration"] = registered - started if fields.seconds == 0 else fields.seconds
     run.timing_s["propagation"] = time.perf_counter() - started
     report(1.0, "propagation finished")
     return run
 
 
-def _phase_devices(run: StentRun, stack, devices: list[Reconstruction]) -> list[PhaseDevice]:
+def _phase_devices(run: StentRun, stack, devices: list[Reconstruction], box, box_ijk_to_ras) -> list[PhaseDevice]:
     region, fields, chosen = run.region, run.fields, run.chosen
     phases = []
     for index, device in enumerate(devices):
-        figures = measure.measure(device, region.spec)
+        landmark = None if run.landmark is None else propagation.mapping(fields, run.phase, index)(run.landmark[None])[0]
+        figures = measure.measure(device, region.spec, landmark=landmark)
         consistency = chosen.phase_figures[index]["metal_mm"]
         flags = []
         if consistency > propagation.CONSISTENCY_LIMIT_MM:
             flags.append(f"the moved device lies {consistency:.2f} mm from the metal seen in this phase "
                          f"(limit {propagation.CONSISTENCY_LIMIT_MM} mm)")
-        image = np.asarray(stack.read(index), dtype=np.float32)[region.box.slices]
-        seen = replace(region, image=image, metal=image >= region.threshold_hu, vessel=None)
+        image = np.asarray(stack.read(index), dtype=np.float32)[box.slices]
+        seen = replace(region, image=image, ijk_to_ras=box_ijk_to_ras, box=box, metal=image >= region.threshold_hu,
+                       vessel=None)
         centerline = propagation.centerline_near(device, seen)
         qc = (fields.method.get("qc") or [{}] * stack.count)[index]
         phases.append(PhaseDevice(index, float(stack.index_values[index]), stack.index_label(index), device, figures,
@@ -291,7 +309,7 @@ def rescore(run: StentRun, algorithm_id: str, reconstruction: Reconstruction) ->
         raise InputError(f"no result '{algorithm_id}' to adjust")
     result.reconstruction = reconstruction
     result.phase_figures = []
-    evaluate(run.region, result)
+    evaluate(run.region, result, run.annulus, run.landmark)
     run.results = rank(run.results)
     return run
 
@@ -348,7 +366,9 @@ def results_document(run: StentRun, stack=None, files: dict | None = None) -> di
             "rigid_correction_mm": None if p.correction is None else p.correction.size_mm,
             "rigid_correction_deg": None if p.correction is None else p.correction.angle_deg,
             "rigid_correction_of": p.corrected or None,
+            "bend_correction_mm": (lambda b: None if b is None else b.size_mm)(run.bends.get(p.index)),
             "length_mm": p.measurements["length_mm"],
+            **{k: p.measurements[k] for k in ("landmark_to_start_mm", "landmark_to_end_mm") if k in p.measurements},
             "diameter_mean_mm": p.measurements["diameter_mean_mm"],
         } for p in run.phases]
         document["index"] = {"name": stack.index_name, "unit": stack.index_unit}
