@@ -233,7 +233,7 @@ def device_samples(reference_image: np.ndarray, ijk_to_ras: np.ndarray, device: 
 
 
 #: Most template points a rigid correction is matched on.
-MAX_SAMPLES = 20000
+MAX_SAMPLES = 8000
 
 
 STEP = 0.5
@@ -269,7 +269,7 @@ def refine_rigid(reference_image: np.ndarray, phase_image: np.ndarray, ijk_to_ra
 
         if level == len(RIGID_SCALES_MM) - 1:
             start_cost = cost(np.zeros(6))
-        best = minimize(cost, x, method="L-BFGS-B", options={"eps": 1e-3, "maxiter": 200})
+        best = minimize(cost, x, method="L-BFGS-B", options={"eps": 1e-3, "maxiter": 100, "ftol": 1e-7})
         x, final_cost = best.x, float(best.fun)
     if final_cost > start_cost:
         return RigidCorrection(center, np.eye(3), np.zeros(3)), start_cost
@@ -289,11 +289,16 @@ def _translation_search(reference, phase, ijk_to_ras, points, moved, spacing, sc
     pick = np.random.default_rng(1).choice(len(points), min(SEARCH_POINTS, len(points)), replace=False)
     target = sections.sample(ndimage.gaussian_filter(reference, sigma), ijk_to_ras, points[pick], fill=window_hu[0])
     smooth = ndimage.gaussian_filter(phase, sigma)
-    steps = np.arange(-SEARCH_MM, SEARCH_MM + 1e-9, SEARCH_STEP_MM)
-    shifts = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
-    costs = [float(np.mean(((sections.sample(smooth, ijk_to_ras, moved[pick] + shift, fill=window_hu[0]) - target)
-                            / scale) ** 2)) for shift in shifts]
-    return shifts[int(np.argmin(costs))]
+
+    def best_of(centre: np.ndarray, reach: float, step: float) -> np.ndarray:
+        steps = np.arange(-reach, reach + 1e-9, step)
+        shifts = centre + np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+        costs = [float(np.mean(((sections.sample(smooth, ijk_to_ras, moved[pick] + shift, fill=window_hu[0]) - target)
+                                / scale) ** 2)) for shift in shifts]
+        return shifts[int(np.argmin(costs))]
+
+    coarse = best_of(np.zeros(3), SEARCH_MM, 2 * SEARCH_STEP_MM)  # on a 2 mm lattice, then 1 mm around the best
+    return best_of(coarse, SEARCH_STEP_MM, SEARCH_STEP_MM)
 
 
 @dataclass

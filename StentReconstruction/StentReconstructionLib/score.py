@@ -12,8 +12,11 @@ S = Σ wᵢ·partᵢ / Σ wᵢ over the parts that can be measured, each part in
   the vessel segmentation's surface when one is given, otherwise the half-way crossing between blood and the
   tissue outside, on rays through the cells between struts; where struts bloom together and no such ray exists
   (coronary stents at 0.4–0.5 mm voxels) apposition is not measurable from the image and left out;
-* **image fit** (F, 0.2): on every ray of the envelope that meets metal, the image value at the envelope over
-  the ray's metal peak (both above the blood level): 1 where the envelope passes through the strut centres;
+* **image fit** (F, 0.2): on every ray of the envelope that meets metal, the distance d from the envelope to the
+  strut centre the image shows (the midpoint of the ray's two half-maximum crossings, each side against its own
+  background, so blood inside and fat outside do not pull it, moved out by σ²/2r, the inward shift of a blurred
+  wall's peak on a cylinder, σ from its width), as exp(−d²/2τ²) with τ half a voxel, averaged:
+  1 where the envelope passes through the strut centres;
 * **consistency** (T, 0.1): agreement of diameter and length with the nominal device, stability of length and
   mean diameter over the propagated phases, and how well the moved device sits on each phase's metal; left out
   when there is neither a nominal size nor a second phase.
@@ -221,13 +224,46 @@ def image_fit(region: Region, reconstruction: Reconstruction) -> tuple[float, di
     directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
     points = axis[:, None, None, :] + radial[..., None] * directions[:, :, None, :]
     profile = sections.sample(region.image, region.ijk_to_ras, points, fill=region.background_hu)
-    peak = profile.max(axis=2)
-    at_envelope = profile[:, :, np.argmin(np.abs(offsets))]
-    metal_rays = peak >= region.threshold_hu
+    offset_mm, width_mm, valid = half_maximum_centres(profile, offsets)
+    # A blurred wall on a cylinder peaks inside it by sigma²/2r (the ring's 1/sqrt(r) spread), sigma from the width.
+    radius = np.maximum(radii + offset_mm, 0.1)
+    offset_mm = offset_mm + (width_mm / 2.3548) ** 2 / (2.0 * radius)
+    metal_rays = valid & (profile.max(axis=2) >= region.threshold_hu)
     if not metal_rays.any():
         return 0.0, {"rays_with_metal": 0.0}
-    ratio = np.clip((at_envelope - region.background_hu) / np.maximum(peak - region.background_hu, 1e-6), 0.0, 1.0)
-    return float(ratio[metal_rays].mean()), {"rays_with_metal": float(metal_rays.mean())}
+    tau = 0.5 * float(region.spacing_mm.mean())  # the scale at which a voxel grid can place a strut
+    d = offset_mm[metal_rays]
+    return float(np.exp(-(d**2) / (2 * tau**2)).mean()), {
+        "rays_with_metal": float(metal_rays.mean()), "median_offset_mm": float(np.median(np.abs(d))),
+        "scale_mm": tau, "rule": "envelope to the midpoint of the half-maximum crossings on each ray, each side "
+                                  "against its own background, plus sigma²/2r for the wall's curvature",
+    }
+
+
+def half_maximum_centres(profile: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per ray (last axis of ``profile``, sampled at ``offsets`` mm), the midpoint of the two crossings of half the
+    peak above each side's own background: the strut centre a symmetric blur leaves in place, even with blood on
+    one side and fat on the other. Returns (midpoint offsets, full widths at half maximum, which rays have both
+    crossings)."""
+    count = profile.shape[-1]
+    index = np.arange(count)
+    step = float(offsets[1] - offsets[0])
+    top = profile.argmax(axis=-1)[..., None]
+    peak = np.take_along_axis(profile, top, axis=-1)
+    inner = np.where(index <= top, profile, np.inf).min(axis=-1, keepdims=True)
+    outer = np.where(index >= top, profile, np.inf).min(axis=-1, keepdims=True)
+    level_in = inner + 0.5 * (peak - inner)
+    level_out = outer + 0.5 * (peak - outer)
+    i = np.where((profile < level_in) & (index < top), index, -1).max(axis=-1)
+    j = np.where((profile < level_out) & (index > top), index, count).min(axis=-1)
+    valid = (i >= 0) & (j < count)
+    i_safe, j_safe = np.clip(i, 0, count - 2), np.clip(j, 1, count - 1)
+    take = lambda k: np.take_along_axis(profile, k[..., None], axis=-1)[..., 0]  # noqa: E731
+    a, b = take(i_safe), take(i_safe + 1)
+    x_in = offsets[i_safe] + (level_in[..., 0] - a) / np.where(b - a == 0, 1e-6, b - a) * step
+    c, e = take(j_safe - 1), take(j_safe)
+    x_out = offsets[j_safe - 1] + (c - level_out[..., 0]) / np.where(c - e == 0, 1e-6, c - e) * step
+    return 0.5 * (x_in + x_out), x_out - x_in, valid
 
 
 def apposition(region: Region, reconstruction: Reconstruction) -> tuple[float | None, dict, np.ndarray | None]:

@@ -71,13 +71,10 @@ def register_comparison_layout(layout_node, count: int, labels: list[str] | None
 
 
 def layout_node(scene):
-    """The scene's layout node (Slicer has one; a headless scene gets one)."""
-    node = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
-    if node is None:
-        node = slicer.vtkMRMLLayoutNode()
-        node.SetSingletonTag("vtkMRMLLayoutNode")
-        node = scene.AddNode(node)
-    return node
+    """The scene's layout node (Slicer has one; a headless scene gets one), found as FourDCT finds it."""
+    from FourDCTLib.viewing import layout_node as fourdct_layout_node
+
+    return fourdct_layout_node(scene)
 
 
 def _view_node(scene, tag: str, label: str):

@@ -406,15 +406,7 @@ def _coronary_geometry(
             struts.append(_straight_strut(surface, (s0, theta), (s1, theta), hint))
             ring_of.append(-1)
 
-    defects: dict = {"missing_rings": sorted(set(missing_rings)), "wire_gap": None,
-                     "displacement_mm": float(displacement_mm)}
-    if wire_gap_mm > 0:
-        middle = drawn[len(drawn) // 2]
-        index = ring_of.index(middle)
-        strut = struts[index]
-        struts[index: index + 1] = _cut_gap(strut, wire_gap_mm)
-        defects["wire_gap"] = {"length_mm": float(wire_gap_mm), "ring": middle,
-                               "center": _midpoint(strut).tolist()}
+    defects = _defects(struts, ring_of, drawn, missing_rings, wire_gap_mm, displacement_mm)
     if displacement_mm:
         defects["displacement_direction"] = (rotation @ shift_local / displacement_mm).tolist()
 
@@ -437,6 +429,20 @@ def _coronary_geometry(
     return _Geometry("coronary", struts, axis, centerline, float(lumen_r), np.array(cal_centers).reshape(-1, 3),
                      np.array(cal_radii, dtype=float), np.array(cal_hu, dtype=float), _clicks(axis, rng),
                      defects=defects)
+
+
+def _defects(struts: list[Points], group_of: list[int], drawn: list[int], missing_rings, wire_gap_mm: float,
+             displacement_mm: float) -> dict:
+    """The failure variants' record; cuts the wire gap (in place) out of the first strut of the middle ring or band."""
+    defects: dict = {"missing_rings": sorted(set(missing_rings)), "wire_gap": None,
+                     "displacement_mm": float(displacement_mm)}
+    if wire_gap_mm > 0:
+        middle = drawn[len(drawn) // 2]
+        index = group_of.index(middle)
+        strut = struts[index]
+        struts[index: index + 1] = _cut_gap(strut, wire_gap_mm)
+        defects["wire_gap"] = {"length_mm": float(wire_gap_mm), "ring": middle, "center": _midpoint(strut).tolist()}
+    return defects
 
 
 def _midpoint(polyline: Points) -> np.ndarray:
@@ -502,14 +508,7 @@ def _tavr_geometry(
                 struts.append(_straight_strut(surface, (z0, t0), (z1, t1), hint))
                 band_of.append(m)
 
-    defects: dict = {"missing_rings": sorted(set(missing_rings)), "wire_gap": None,
-                     "displacement_mm": float(displacement_mm)}
-    if wire_gap_mm > 0:
-        middle = drawn[len(drawn) // 2]
-        index = band_of.index(middle)
-        strut = struts[index]
-        struts[index: index + 1] = _cut_gap(strut, wire_gap_mm)
-        defects["wire_gap"] = {"length_mm": float(wire_gap_mm), "ring": middle, "center": _midpoint(strut).tolist()}
+    defects = _defects(struts, band_of, drawn, missing_rings, wire_gap_mm, displacement_mm)
     if displacement_mm:
         defects["displacement_direction"] = (shift / displacement_mm).tolist()
 

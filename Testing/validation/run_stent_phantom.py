@@ -45,8 +45,15 @@ QUICK = ("coronary 3.0 mm, 0.45 mm voxels", "TAVR 26 mm")
 MOVING = {"coronary 4D": ("coronary", {}), "TAVR 4D": ("tavr", {})}
 
 
+#: Whether the device's label (nominal diameter and length) is given, as a user would when it is known.
+NOMINAL = True
+
+
 def spec_of(kind: str, phantom) -> DeviceSpec:
-    return DeviceSpec("coronary" if kind == "coronary" else "tavr", phantom.nominal_diameter_mm, phantom.nominal_length_mm)
+    kind = "coronary" if kind == "coronary" else "tavr"
+    if not NOMINAL:
+        return DeviceSpec(kind)
+    return DeviceSpec(kind, phantom.nominal_diameter_mm, phantom.nominal_length_mm)
 
 
 def judge_static(name: str, kind: str, phantom) -> dict:
@@ -129,7 +136,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two static phantoms and no 4D")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--without-nominal", action="store_true",
+                        help="do not give the devices' nominal diameter and length (the score then has no label to go by)")
     args = parser.parse_args(argv)
+    global NOMINAL
+    NOMINAL = not args.without_nominal
     report, failed = [], []
     for name, (kind, kwargs) in STATIC.items():
         if args.quick and name not in QUICK:
