@@ -296,3 +296,20 @@ def test_command_line_errors_write_nothing(tmp_path, coronary, capsys):
         error = capsys.readouterr().err
         assert expected in error and error.count("\n") == 1, error
         assert not out.exists(), expected
+
+
+def test_valve_frame_depth_below_the_annulus_and_distance_to_a_landmark(tavr):
+    from StentReconstructionLib.cli import parse_annulus
+
+    direction = (tavr.axis[-1] - tavr.axis[0]) / np.linalg.norm(tavr.axis[-1] - tavr.axis[0])
+    centre = tavr.axis[0] + 4.0 * direction  # the phantom's frame reaches 4 mm into the outflow
+    annulus = parse_annulus(",".join(f"{v:.4f}" for v in (*centre, *direction)), "tavr")
+    landmark = centre + 12.0 * np.cross(direction, [1.0, 0.0, 0.0]) / np.linalg.norm(np.cross(direction, [1.0, 0.0, 0.0]))
+    run = workflow.reconstruct(tavr.image, tavr.ijk_to_ras, clicks(tavr), TAVR, algorithms="C", annulus=annulus,
+                               landmark=landmark)
+    figures = run.chosen.measurements
+    assert figures["implantation_depth_mm"] == pytest.approx(4.0, abs=0.3)
+    assert figures["frame_height_mm"] == pytest.approx(tavr.length_mm, abs=1.0)
+    assert figures["landmark_to_start_mm"] == pytest.approx(np.hypot(12.0, 4.0), abs=0.5)
+    with pytest.raises(InputError, match="R,A,S,nR,nA,nS"):
+        parse_annulus("1,2,3", "tavr")
