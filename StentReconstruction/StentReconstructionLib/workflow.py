@@ -73,7 +73,7 @@ class StentRun:
     chosen_id: str
     phases: list[PhaseDevice] | None = None
     fields: propagation.PhaseFields | None = None
-    centerline: np.ndarray | None = None  # vessel centreline beside the device, reconstruction phase
+    centerline: np.ndarray | None = None  # vessel centreline beside the device at the reconstruction phase
     annulus: dict | None = None  # {"center": (3,), "normal": (3,)} of the annular plane, for valve frames
     landmark: np.ndarray | None = None  # an anatomical landmark (RAS mm) the device's ends are measured to
     corrections: dict = field(default_factory=dict)  # phase -> (propagation.RigidCorrection, what it corrects)
@@ -375,8 +375,15 @@ def results_document(run: StentRun, stack=None, files: dict | None = None) -> di
         document["propagation"] = {"source": run.fields.source,
                                    **{k: v for k, v in run.fields.method.items() if k != "qc"},
                                    "consistency_limit_mm": propagation.CONSISTENCY_LIMIT_MM,
-                                   "centerline": "lumen centroid per cross-section beside the device at the "
-                                                 "reconstruction phase, carried by the same phase transforms"}
+                                   "device_motion": "the phase field, then a rigid match of the device's "
+                                                    "neighbourhood and a sideways bend per 6 mm piece",
+                                   "centerline": "lumen centroid per cross-section beside the device, metal "
+                                                 "excluded, seen in each phase's image"}
+    if run.centerline is not None and run.chosen.ok:
+        document["axis_to_centerline_mm"] = propagation.axis_to_centerline_mm(run.chosen.reconstruction.axis,
+                                                                              run.centerline)
+        document["centerline_source"] = ("the vessel segmentation" if run.region.vessel is not None
+                                         else "the lumen in the image, metal excluded")
     return document
 
 
