@@ -76,15 +76,22 @@ def measure(reconstruction: Reconstruction, spec: DeviceSpec, annulus: dict | No
         result["landmark_to_start_mm"] = float(np.linalg.norm(axis[0] - point))
         result["landmark_to_end_mm"] = float(np.linalg.norm(axis[-1] - point))
     if wall_gap_mm is not None:
-        gap = np.asarray(wall_gap_mm, float)
-        result["apposition_gap_max_mm"] = float(np.nanmax(gap))
-        result["apposition_gap_mean_mm"] = float(np.nanmean(gap))
-        result["apposition_by_sector_mm"] = [round(float(v), 3) for v in sector_means(gap, 8)]
+        result.update(apposition_figures(wall_gap_mm))
     result["sections"] = {
         "s_mm": [round(i * STATION_STEP_MM, 3) for i in range(len(axis))],
         **{key: [round(float(v), 4) for v in values] for key, values in per_station.items()},
     }
     return result
+
+
+def apposition_figures(wall_gap_mm: np.ndarray) -> dict:
+    """The apposition map: the device-to-wall gap (mm) at its largest, on average, and per eighth around the axis."""
+    gap = np.asarray(wall_gap_mm, float)
+    return {
+        "apposition_gap_max_mm": float(np.nanmax(gap)),
+        "apposition_gap_mean_mm": float(np.nanmean(gap)),
+        "apposition_by_sector_mm": [round(float(v), 3) for v in sector_means(gap, 8)],
+    }
 
 
 def sector_means(values: np.ndarray, groups: int) -> np.ndarray:

@@ -99,10 +99,10 @@ def parse_algorithms(text: str | Sequence[str] | None) -> list[str]:
 def evaluate(region: Region, result: AlgorithmResult, annulus: dict | None = None,
              landmark: np.ndarray | None = None) -> AlgorithmResult:
     """Measure and score one result (the phase terms included when it has them)."""
-    first = measure.measure(result.reconstruction, region.spec, annulus)
-    result.score = score(region, result.reconstruction, first, result.phase_figures or None)
-    result.measurements = measure.measure(result.reconstruction, region.spec, annulus, result.score.wall_gap_mm,
-                                          landmark)
+    result.measurements = measure.measure(result.reconstruction, region.spec, annulus, landmark=landmark)
+    result.score = score(region, result.reconstruction, result.measurements, result.phase_figures or None)
+    if result.score.wall_gap_mm is not None:  # the score's apposition term found the wall: add its map
+        result.measurements.update(measure.apposition_figures(result.score.wall_gap_mm))
     return result
 
 
@@ -195,84 +195,94 @@ def propagate(run: StentRun, stack, fields: propagation.PhaseFields | None = Non
         raise InputError(f"the phase transforms hold {len(fields.fields)} phases but the study has {stack.count}")
     registered = time.perf_counter()
     region = run.region
-    moved: dict[str, list[Reconstruction]] = {}
     window = (region.background_hu - 500.0, region.threshold_hu + 0.5 * (region.image.max() - region.threshold_hu))
     box, box_ijk_to_ras = propagation.phase_box(region, stack.shape)
     reference_image = np.asarray(stack.read(run.phase), dtype=np.float32)[box.slices]
     samples = propagation.device_samples(reference_image, box_ijk_to_ras, run.chosen.reconstruction)
+    results = [r for r in run.results if r.ok]
+    # Each result's axial signature at the reconstruction phase, on as many samples as its own axis has.
+    counts = {r.id: len(sections.resample(r.reconstruction.axis, propagation.SIGNATURE_STEP_MM)) for r in results}
+    signatures = {r.id: propagation.axial_signature(reference_image, box_ijk_to_ras, r.reconstruction, region,
+                                                    count=counts[r.id]) for r in results}
+    moved: dict[str, dict[int, tuple[Reconstruction, dict]]] = {r.id: {} for r in results}  # device, measurements
+    for result in results:
+        result.phase_figures = []
     run.corrections, run.bends, run.motions = {}, {}, {run.phase: (lambda points: np.asarray(points, float))}
-    signatures: dict[str, np.ndarray] = {}
     from FourDCTLib.propagation import phase_order
 
-    for done, (index, neighbour) in enumerate(phase_order(stack.count, run.phase)):
+    order = [(run.phase, None)] + phase_order(stack.count, run.phase)
+    for done, (index, neighbour) in enumerate(order):
         report(0.8 + 0.2 * done / stack.count, f"moving the devices to phase {stack.index_label(index)}")
-        image = np.asarray(stack.read(index), dtype=np.float32)[box.slices]
-        carry = propagation.mapping(fields, run.phase, index)
-        if refine:
-            # Start from the phase field, and from the device as the neighbouring phase left it; keep the better
-            # match (a field can lose a thin vessel that moved more than its width, the chain then still holds).
-            starts = [(carry, "phase field"), (run.motions[neighbour], f"phase {stack.index_label(neighbour)}")]
-            tried = [(propagation.refine_rigid(reference_image, image, box_ijk_to_ras, samples, start, window), start, label)
-                     for start, label in starts]
-            (correction, _), start, label = min(tried, key=lambda t: t[0][1])
-            run.corrections[index] = (correction, label)
-            carry = propagation.then(start, correction)
-            bend = propagation.refine_bend(reference_image, image, box_ijk_to_ras, samples, carry, window,
-                                           run.chosen.reconstruction.axis)
-            carry = propagation.bent(carry, bend)
-            run.bends[index] = bend
-        run.motions[index] = carry
-    for index in range(stack.count):
-        image = np.asarray(stack.read(index), dtype=np.float32)[box.slices]
+        image = reference_image if index == run.phase else np.asarray(stack.read(index), dtype=np.float32)[box.slices]
+        if index != run.phase:
+            run.motions[index] = _device_motion(run, fields, stack, index, neighbour, image, reference_image,
+                                                box_ijk_to_ras, samples, window, refine)
         carry = run.motions[index]
-        for result in run.results:
-            if not result.ok:
-                continue
+        landmark = None if run.landmark is None else propagation.mapping(fields, run.phase, index)(run.landmark[None])[0]
+        seen = replace(region, image=image, ijk_to_ras=box_ijk_to_ras, box=box, metal=image >= region.threshold_hu,
+                       vessel=None)
+        for result in results:
             device = result.reconstruction if index == run.phase else propagation.move(result.reconstruction, carry)
-            figures = measure.measure(device, region.spec)
+            figures = measure.measure(device, region.spec, landmark=landmark)
             radial = propagation.metal_consistency_mm(image, box_ijk_to_ras, device, region)
-            if result.id not in signatures:
-                signatures[result.id] = propagation.axial_signature(reference_image, box_ijk_to_ras,
-                                                                    result.reconstruction, region)
-            reference = signatures[result.id]
-            steps = len(reference) - 2 * 30  # the signature's own samples, without the 3 mm either side
-            seen = propagation.axial_signature(image, box_ijk_to_ras, device, region, count=steps)
-            slide = propagation.axial_slide_mm(reference, seen)
-            result.phase_figures.append({"index": index, "length_mm": figures["length_mm"],
-                                         "diameter_mean_mm": figures["diameter_mean_mm"], "radial_mm": radial,
-                                         "axial_mm": abs(slide), "metal_mm": max(radial, abs(slide))})
-            moved.setdefault(result.id, []).append(device)
-    for result in run.results:
-        if result.ok:
-            evaluate(region, result, run.annulus, run.landmark)
+            slide = abs(propagation.axial_slide_mm(signatures[result.id], propagation.axial_signature(
+                image, box_ijk_to_ras, device, region, count=counts[result.id])))
+            result.phase_figures.append({
+                "index": index, "length_mm": figures["length_mm"], "diameter_mean_mm": figures["diameter_mean_mm"],
+                "radial_mm": radial, "axial_mm": slide, "metal_mm": max(radial, slide),
+                "axis_to_centerline_mm": propagation.axis_to_centerline_mm(
+                    device.axis, propagation.centerline_near(device, seen)),
+            })
+            moved[result.id][index] = (device, figures)
+    for result in results:
+        result.phase_figures.sort(key=lambda figures: figures["index"])
+        evaluate(region, result, run.annulus, run.landmark)
     run.results = rank(run.results)
     run.chosen_id = run.results[0].id
     run.fields = fields
-    run.phases = _phase_devices(run, stack, moved[run.chosen_id], box, box_ijk_to_ras)
+    run.phases = _phase_devices(run, stack, moved[run.chosen_id])
     run.timing_s["registration"] = registered - started if fields.seconds == 0 else fields.seconds
     run.timing_s["propagation"] = time.perf_counter() - started
     report(1.0, "propagation finished")
     return run
 
 
-def _phase_devices(run: StentRun, stack, devices: list[Reconstruction], box, box_ijk_to_ras) -> list[PhaseDevice]:
-    region, fields, chosen = run.region, run.fields, run.chosen
+def _device_motion(run: StentRun, fields: propagation.PhaseFields, stack, index: int, neighbour: int, image,
+                   reference_image, ijk_to_ras, samples, window, refine: bool):
+    """The function carrying reconstruction-phase points to phase ``index``: the phase field, and with
+    ``refine`` the rigid and bend corrections (recorded in ``run.corrections`` and ``run.bends``)."""
+    carry = propagation.mapping(fields, run.phase, index)
+    if not refine:
+        return carry
+    # Start from the phase field, and from the device as the neighbouring phase left it; keep the better
+    # match (a field can lose a thin vessel that moved more than its width, the chain then still holds).
+    starts = [(carry, "phase field"), (run.motions[neighbour], f"phase {stack.index_label(neighbour)}")]
+    tried = [(propagation.refine_rigid(reference_image, image, ijk_to_ras, samples, start, window), start, label)
+             for start, label in starts]
+    (correction, _), start, label = min(tried, key=lambda t: t[0][1])
+    run.corrections[index] = (correction, label)
+    carry = propagation.then(start, correction)
+    bend = propagation.refine_bend(reference_image, image, ijk_to_ras, samples, carry, window,
+                                   run.chosen.reconstruction.axis)
+    run.bends[index] = bend
+    return propagation.bent(carry, bend)
+
+
+def _phase_devices(run: StentRun, stack, devices: dict[int, tuple[Reconstruction, dict]]) -> list[PhaseDevice]:
+    """The chosen result at every phase, from the figures ``propagate`` measured there."""
+    fields = run.fields
     phases = []
-    for index, device in enumerate(devices):
-        landmark = None if run.landmark is None else propagation.mapping(fields, run.phase, index)(run.landmark[None])[0]
-        figures = measure.measure(device, region.spec, landmark=landmark)
-        consistency = chosen.phase_figures[index]["metal_mm"]
+    for figures in run.chosen.phase_figures:
+        index = figures["index"]
+        consistency = figures["metal_mm"]
         flags = []
         if consistency > propagation.CONSISTENCY_LIMIT_MM:
             flags.append(f"the moved device lies {consistency:.2f} mm from the metal seen in this phase "
                          f"(limit {propagation.CONSISTENCY_LIMIT_MM} mm)")
-        image = np.asarray(stack.read(index), dtype=np.float32)[box.slices]
-        seen = replace(region, image=image, ijk_to_ras=box_ijk_to_ras, box=box, metal=image >= region.threshold_hu,
-                       vessel=None)
-        centerline = propagation.centerline_near(device, seen)
         qc = (fields.method.get("qc") or [{}] * stack.count)[index]
-        phases.append(PhaseDevice(index, float(stack.index_values[index]), stack.index_label(index), device, figures,
-                                  propagation.axis_to_centerline_mm(device.axis, centerline), consistency, flags,
+        device, measurements = devices[index]
+        phases.append(PhaseDevice(index, float(stack.index_values[index]), stack.index_label(index), device,
+                                  measurements, figures["axis_to_centerline_mm"], consistency, flags,
                                   list(qc.get("flags", [])), *(run.corrections.get(index) or (None, "")),
                                   run.motions.get(index)))
     return phases
