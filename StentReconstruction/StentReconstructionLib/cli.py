@@ -211,14 +211,14 @@ def stent_command(args: argparse.Namespace) -> int:
         run = workflow.reconstruct(image, stack.ijk_to_ras, extent, spec, vessel, algorithms, args.threshold, phase,
                                    progress=lambda f, m: progress(0.6 * f if stack.count > 1 else 0.9 * f, m),
                                    annulus=annulus, landmark=landmark)
-        del image
+        del image  # the phase is in the region now; a 4D propagation reads the phases one at a time
         if stack.count > 1:
             workflow.propagate(run, stack, fields, progress=lambda f, m: progress(0.6 + 0.3 * f, m))
         progress(0.92, "writing the results")
         out = Path(args.out)
         with staged_output(out) as staging:
             files = write_files(scene, run, staging)
-            nodes = stent_scene.add_results(scene, run, stack.name or "Stent", stack=stack if stack.count > 1 else None)
+            stent_scene.add_results(scene, run, stack.name or "Stent", stack=stack if stack.count > 1 else None)
             scene.SetRootDirectory(str(staging))
             if not scene.WriteToMRB(str(staging / "scene.mrb")):
                 raise InputError(f"could not write the scene bundle to {out}")
@@ -235,7 +235,6 @@ def stent_command(args: argparse.Namespace) -> int:
             document["timing_s"]["load"] = loaded - started
             document["timing_s"]["total"] = time.perf_counter() - started
             write_json(staging / "results.json", document)
-            del nodes
         progress(1.0, f"results written to {out}")
     finally:
         stack.close()
@@ -246,8 +245,6 @@ def stent_command(args: argparse.Namespace) -> int:
 
 def write_files(scene, run, folder: Path) -> dict:
     """Per algorithm its surface, axis and struts; per phase the chosen device moved there."""
-    from CardiacSuiteLib import mrml
-
     files: dict = {}
     for result in run.results:
         if not result.ok:
@@ -260,7 +257,6 @@ def write_files(scene, run, folder: Path) -> dict:
             target = folder / "phases" / f"phase_{phase.index:02d}"
             files["phases"][phase.index] = _write_device(scene, phase.device, target, f"phase {phase.label}", False,
                                                          relative_to=folder)
-    del mrml
     return files
 
 

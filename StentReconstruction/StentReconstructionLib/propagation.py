@@ -30,7 +30,7 @@ from CardiacSuiteLib.errors import InputError
 from CardiacSuiteLib.geometry import Box
 
 from . import sections
-from .model import Reconstruction, Region
+from .model import STATION_STEP_MM, Reconstruction, Region
 
 #: A phase whose moved device and metal disagree by more than this (mm) is flagged.
 CONSISTENCY_LIMIT_MM = 0.5
@@ -217,10 +217,7 @@ def device_samples(reference_image: np.ndarray, ijk_to_ras: np.ndarray, device: 
                    reach_mm: float = 2.0, step_mm: float = 0.25) -> np.ndarray:
     """Points around the device's envelope (within ``reach_mm`` of it, beyond its ends too) inside the image:
     where a phase is matched with the reconstruction phase."""
-    axis = device.axis
-    t = sections.tangents(axis)
-    steps = np.arange(1, int(np.ceil(reach_mm / STEP)) + 1)[:, None] * STEP
-    extended = np.concatenate([axis[0] - steps[::-1] * t[0], axis, axis[-1] + steps * t[-1]])
+    extended, _ = sections.extend(device.axis, reach_mm, STATION_STEP_MM)
     radius = float(device.radii.mean())
     rings = np.arange(max(radius - reach_mm, 0.0), radius + reach_mm + 1e-9, step_mm)
     sectors = max(int(2 * np.pi * (radius + reach_mm) / (2 * step_mm)), 24)
@@ -234,9 +231,6 @@ def device_samples(reference_image: np.ndarray, ijk_to_ras: np.ndarray, device: 
 
 #: Most template points a rigid correction is matched on.
 MAX_SAMPLES = 8000
-
-
-STEP = 0.5
 
 
 def refine_rigid(reference_image: np.ndarray, phase_image: np.ndarray, ijk_to_ras: np.ndarray, points: np.ndarray,
@@ -414,11 +408,7 @@ def metal_consistency_mm(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reco
     in this phase's image."""
     reach = 1.5
     offsets = np.arange(-reach, reach + 1e-9, 0.05)
-    _, n, b = sections.frames(device.axis)
-    angles = sections.sector_angles(device.radii.shape[1])
-    directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
-    radial = np.clip(device.radii[..., None] + offsets, 0.0, None)
-    points = device.axis[:, None, None, :] + radial[..., None] * directions[:, :, None, :]
+    points = sections.ray_points(device.axis, device.radii, offsets)
     profile = sections.sample(image, ijk_to_ras, points, fill=region.background_hu)
     peak = profile.max(axis=2)
     metal = peak >= region.threshold_hu
@@ -428,14 +418,16 @@ def metal_consistency_mm(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reco
     return float(np.median(np.abs(where[metal])))
 
 
+#: Spacing (mm) of an axial signature's samples along the device.
+SIGNATURE_STEP_MM = 0.1
+
+
 def axial_signature(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reconstruction, region: Region,
-                    beyond_mm: float = 3.0, step_mm: float = 0.1, count: int | None = None) -> np.ndarray:
+                    beyond_mm: float = 3.0, step_mm: float = SIGNATURE_STEP_MM, count: int | None = None) -> np.ndarray:
     """The metal along the device: per position from ``beyond_mm`` before its start to after its end, the mean
     over the sectors of the brightest value within 1 mm of the envelope. Its ends and ring pattern move with the
     device, so comparing it between phases shows a slide along the axis."""
     axis = device.axis
-    t = sections.tangents(axis)
-    steps = np.arange(1, int(round(beyond_mm / step_mm)) + 1)[:, None] * step_mm
     fine = sections.resample(axis, step_mm)
     if count is not None and count != len(fine):  # the same samples as another phase's signature
         from CardiacSuiteLib.geometry import arc_length
@@ -443,7 +435,7 @@ def axial_signature(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reconstru
         s_axis = arc_length(axis)
         positions = np.linspace(0.0, s_axis[-1], count)
         fine = np.stack([np.interp(positions, s_axis, axis[:, c]) for c in range(3)], axis=1)
-    extended = np.concatenate([fine[0] - steps[::-1] * t[0], fine, fine[-1] + steps * t[-1]])
+    extended, _ = sections.extend(fine, beyond_mm, step_mm, ends=tuple(sections.tangents(axis)[[0, -1]]))
     radius = float(device.radii.mean())
     sectors = int(np.clip(2 * np.pi * radius / 0.5, 24, 180))
     peak = np.full((len(extended), sectors), -np.inf)
@@ -453,7 +445,8 @@ def axial_signature(image: np.ndarray, ijk_to_ras: np.ndarray, device: Reconstru
     return np.clip(peak, region.background_hu, None).mean(axis=1)
 
 
-def axial_slide_mm(reference: np.ndarray, signature: np.ndarray, step_mm: float = 0.1, reach_mm: float = 2.0) -> float:
+def axial_slide_mm(reference: np.ndarray, signature: np.ndarray, step_mm: float = SIGNATURE_STEP_MM,
+                   reach_mm: float = 2.0) -> float:
     """The shift (mm) of ``signature`` against ``reference`` that best matches them, within ±``reach_mm``."""
     lags = np.arange(-int(reach_mm / step_mm), int(reach_mm / step_mm) + 1)
     a = reference - reference.mean()
@@ -478,10 +471,7 @@ def centerline_near(reconstruction: Reconstruction, region: Region, beyond_mm: f
     """The vessel centreline beside the device at the reference phase: per station, the centroid of the lumen
     in the cross-section (the vessel segmentation when given, else blood-level voxels that are not metal),
     from ``beyond_mm`` before the device to ``beyond_mm`` after it."""
-    axis = reconstruction.axis
-    t = sections.tangents(axis)
-    steps = np.arange(1, int(beyond_mm / 0.5) + 1)[:, None] * 0.5
-    extended = np.concatenate([axis[0] - steps[::-1] * t[0], axis, axis[-1] + steps * t[-1]])
+    extended, _ = sections.extend(reconstruction.axis, beyond_mm, STATION_STEP_MM)
     if region.vessel is not None and region.vessel.any():
         lumen = region.vessel.astype(np.float32)
     else:

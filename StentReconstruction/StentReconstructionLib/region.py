@@ -33,12 +33,8 @@ def extent_polyline(points: np.ndarray, spec: DeviceSpec) -> np.ndarray:
         raise InputError(
             f"the device extent is {sections.length_mm(line):.1f} mm long; place its start and end at the device's two ends"
         )
-    t = sections.tangents(line)
     extra = max(END_ALLOWANCE * sections.length_mm(line), spec.design.axial_bin_mm, 2.0)
-    steps = np.arange(1, int(np.ceil(extra / STATION_STEP_MM)) + 1)[:, None] * STATION_STEP_MM
-    head = line[0] - steps[::-1] * t[0]
-    tail = line[-1] + steps * t[-1]
-    return np.concatenate([head, line, tail])
+    return sections.extend(line, extra, STATION_STEP_MM)[0]
 
 
 def check_inside(points: np.ndarray, ijk_to_ras: np.ndarray, shape_kji, what: str = "point") -> None:

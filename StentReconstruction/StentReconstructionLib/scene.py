@@ -59,7 +59,6 @@ def score_table_rows(run: StentRun) -> tuple[list[str], list[list], dict]:
         else:
             rows.append(["", result.id, result.name, "", *[""] * len(PART_NAMES), "", "", "", "", "", "",
                          f"no result: {result.failure}"])
-    # A column mixing numbers and blanks is stored as text; keep the numeric ones numeric where every row has one.
     units = {"Length": "mm", "Mean diameter": "mm", "Min diameter": "mm", "Max diameter": "mm"}
     return columns, rows, units
 

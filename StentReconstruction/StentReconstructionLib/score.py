@@ -109,9 +109,7 @@ def unrolled_metal(region: Region, reconstruction: Reconstruction, step_mm: floa
     base = reconstruction.radii
     rows = np.stack([np.interp(stations, np.arange(len(base)), base[:, k]) for k in range(base.shape[1])], axis=1)
     radii = np.stack([np.interp(sector_position, np.arange(base.shape[1] + 1), np.append(row, row[0])) for row in rows])
-    _, n, b = sections.frames(axis)
-    angles = np.arange(columns) * (2 * np.pi / columns)
-    directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
+    directions = sections.ray_directions(axis, columns)
     offsets = np.arange(-tol, tol + 1e-9, 0.1)
     peak = np.full(radii.shape, -np.inf)
     for offset in offsets:
@@ -217,12 +215,8 @@ def continuity(region: Region, reconstruction: Reconstruction, coords) -> tuple[
 def image_fit(region: Region, reconstruction: Reconstruction) -> tuple[float, dict]:
     reach = max(1.5, 2 * _tolerance_mm(region))
     offsets = np.arange(-reach, reach + 1e-9, 0.1)
-    axis, radii = reconstruction.axis, reconstruction.radii
-    radial = np.clip(radii[..., None] + offsets, 0.0, None)
-    _, n, b = sections.frames(axis)
-    angles = sections.sector_angles(radii.shape[1])
-    directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
-    points = axis[:, None, None, :] + radial[..., None] * directions[:, :, None, :]
+    radii = reconstruction.radii
+    points = sections.ray_points(reconstruction.axis, radii, offsets)
     profile = sections.sample(region.image, region.ijk_to_ras, points, fill=region.background_hu)
     offset_mm, width_mm, valid = half_maximum_centres(profile, offsets)
     # A blurred wall on a cylinder peaks inside it by sigma²/2r (the ring's 1/sqrt(r) spread), sigma from the width.
@@ -309,11 +303,7 @@ def _image_wall_gap(region: Region, reconstruction: Reconstruction) -> np.ndarra
     outside_tissue = float(np.percentile(region.image, 10))
     half = 0.5 * (region.background_hu + outside_tissue)
     offsets = np.arange(-1.0, 8.0, 0.1)
-    radial = np.clip(radii[..., None] + offsets, 0.0, None)
-    _, n, b = sections.frames(axis)
-    angles = sections.sector_angles(radii.shape[1])
-    directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
-    points = axis[:, None, None, :] + radial[..., None] * directions[:, :, None, :]
+    points = sections.ray_points(axis, radii, offsets)
     profile = sections.sample(region.image, region.ijk_to_ras, points, fill=outside_tissue)
     below = profile < half
     first = np.where(below.any(axis=2), below.argmax(axis=2), -1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from CardiacSuiteLib.geometry import arc_length, resample_polyline, smooth_polyline
+from CardiacSuiteLib.geometry import arc_length, resample_polyline
 
 from .model import ENVELOPE_SECTORS, STATION_STEP_MM
 
@@ -59,20 +59,37 @@ def sector_angles(sectors: int = ENVELOPE_SECTORS) -> np.ndarray:
     return np.arange(sectors) * (2.0 * np.pi / sectors)
 
 
+def ray_directions(axis: np.ndarray, sectors: int = ENVELOPE_SECTORS) -> np.ndarray:
+    """(N, S, 3) unit directions of the sectors' rays, in each station's cross-section."""
+    _, n, b = frames(axis)
+    angles = sector_angles(sectors)
+    return np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
+
+
 def envelope_points(axis: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """(N, S, 3) RAS points at ``radii`` (N, S) around the axis."""
-    _, n, b = frames(axis)
-    angles = sector_angles(radii.shape[1])
-    directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
-    return axis[:, None, :] + radii[..., None] * directions
+    return axis[:, None, :] + radii[..., None] * ray_directions(axis, radii.shape[1])
 
 
 def polar_grid(axis: np.ndarray, radii_mm: np.ndarray, sectors: int = ENVELOPE_SECTORS) -> np.ndarray:
     """(N, S, R, 3) RAS sample points on rays from every axis station."""
-    _, n, b = frames(axis)
-    angles = sector_angles(sectors)
-    directions = np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
-    return axis[:, None, None, :] + radii_mm[None, None, :, None] * directions[:, :, None, :]
+    return axis[:, None, None, :] + radii_mm[None, None, :, None] * ray_directions(axis, sectors)[:, :, None, :]
+
+
+def ray_points(axis: np.ndarray, radii: np.ndarray, offsets_mm: np.ndarray) -> np.ndarray:
+    """(N, S, R, 3) RAS points on each sector's ray at ``offsets_mm`` from the envelope ``radii`` (N, S) (never
+    through the axis)."""
+    radial = np.clip(radii[..., None] + offsets_mm, 0.0, None)
+    return axis[:, None, None, :] + radial[..., None] * ray_directions(axis, radii.shape[1])[:, :, None, :]
+
+
+def extend(points: np.ndarray, beyond_mm: float, step_mm: float, ends: tuple[np.ndarray, np.ndarray] | None = None
+           ) -> tuple[np.ndarray, int]:
+    """A polyline lengthened straight by ``beyond_mm`` at both ends in ``step_mm`` steps, along its end tangents
+    (or the given ``ends`` directions); also the number of points added at each end."""
+    t_start, t_end = ends if ends is not None else tangents(points)[[0, -1]]
+    steps = np.arange(1, int(np.ceil(beyond_mm / step_mm - 1e-9)) + 1)[:, None] * step_mm
+    return np.concatenate([points[0] - steps[::-1] * t_start, points, points[-1] + steps * t_end]), len(steps)
 
 
 def sample(image: np.ndarray, ijk_to_ras: np.ndarray, points: np.ndarray, order: int = 1, fill: float = -1000.0) -> np.ndarray:
@@ -180,5 +197,5 @@ def length_mm(axis: np.ndarray) -> float:
     return float(arc_length(np.asarray(axis, float))[-1]) if len(axis) > 1 else 0.0
 
 
-__all__ = ["resample", "smooth", "smooth_polyline", "frames", "polar_grid", "sample", "fit_circle", "project_to_axis",
+__all__ = ["resample", "smooth", "frames", "ray_directions", "ray_points", "extend", "polar_grid", "sample", "fit_circle", "project_to_axis",
            "envelope_radii", "envelope_points", "fill_gaps", "length_mm", "sector_angles"]

@@ -240,19 +240,13 @@ def strut_width(region: Region, axis: np.ndarray, radius: np.ndarray, image: np.
     image = region.image if image is None else image
     sectors = 72
     grid = sections.polar_grid(axis, steps, sectors) + (np.asarray(radius)[:, None, None, None] *
-                                                        ray_directions(axis, sectors)[:, :, None, :])
+                                                        sections.ray_directions(axis, sectors)[:, :, None, :])
     profiles = sections.sample(image, region.ijk_to_ras, grid, fill=region.background_hu)
     _, width, _ = fwhm_centres(profiles, steps, region.threshold_hu)
     width = width[np.isfinite(width)]
     if width.size < 10:
         return float(2.0 * voxel_mm(region))
     return float(np.median(width))
-
-
-def ray_directions(axis: np.ndarray, sectors: int) -> np.ndarray:
-    _, n, b = sections.frames(axis)
-    angles = sections.sector_angles(sectors)
-    return np.cos(angles)[None, :, None] * n[:, None, :] + np.sin(angles)[None, :, None] * b[:, None, :]
 
 
 def masked_image(region: Region, mask: np.ndarray) -> np.ndarray:
@@ -287,7 +281,7 @@ def find_ends(region: Region, axis: np.ndarray, radius: np.ndarray, image: np.nd
     sectors = int(np.clip(np.ceil(2 * np.pi * mean_radius / 0.4), 72, 360))
     band = radial_band_mm(region, mean_radius)
     offsets = np.arange(-band, band + 1e-9, 0.1)
-    directions = ray_directions(fine_axis, sectors)
+    directions = sections.ray_directions(fine_axis, sectors)
     unrolled = np.full((len(fine_s), sectors), -np.inf)
     for offset in offsets:
         points = fine_axis[:, None, :] + (fine_radius[:, None, None] + offset) * directions

@@ -24,7 +24,7 @@ def _ray_centres(region: Region, image: np.ndarray, axis: np.ndarray, radius: np
     """FWHM-centre radius per station and ray (NaN where no metal), its width and its peak HU."""
     steps = np.arange(-band, band + 1e-9, RAY_STEP_MM)
     grid = sections.polar_grid(axis, steps, ENVELOPE_SECTORS)
-    grid = grid + np.asarray(radius)[:, None, None, None] * common.ray_directions(axis, ENVELOPE_SECTORS)[:, :, None, :]
+    grid = grid + np.asarray(radius)[:, None, None, None] * sections.ray_directions(axis, ENVELOPE_SECTORS)[:, :, None, :]
     profiles = sections.sample(image, region.ijk_to_ras, grid, fill=region.background_hu)
     centre, width, peak = common.fwhm_centres(profiles, steps, region.threshold_hu)
     radii = np.asarray(radius)[:, None] + centre
