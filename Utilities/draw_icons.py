@@ -226,6 +226,32 @@ def stent_icon() -> Image.Image:
     return finish(image)
 
 
+def planning_icon() -> Image.Image:
+    """InterventionPlanning: an aortic root with its three sinuses seen obliquely, the annular plane through the
+    nadirs (a tilted gold ring) and a caliper across the annulus."""
+    image, draw = canvas()
+    cx, cy = 64, 60
+    # root: three sinus lobes above a tube
+    for k in range(3):
+        a = math.radians(90 + 120 * k)
+        lx, ly = cx + 15 * math.cos(a), cy - 6 - 10 * math.sin(a) * 0.6
+        draw.ellipse([p(lx - 20, ly - 22), p(lx + 20, ly + 22)], fill=(214, 90, 96, 255), outline=HEART_DARK,
+                     width=2 * SCALE)
+    draw.rectangle([p(cx - 14, 10), p(cx + 14, cy - 20)], fill=(214, 90, 96, 255))
+    draw.line([p(cx - 14, 10), p(cx - 14, cy - 22)], fill=HEART_DARK, width=2 * SCALE)
+    draw.line([p(cx + 14, 10), p(cx + 14, cy - 22)], fill=HEART_DARK, width=2 * SCALE)
+    draw.rectangle([p(cx - 17, cy + 14), p(cx + 17, 118)], fill=(214, 90, 96, 255))
+    # annular plane: a tilted ellipse through the nadirs
+    draw.ellipse([p(cx - 34, cy + 8), p(cx + 34, cy + 26)], outline=GOLD, width=4 * SCALE)
+    for x, y in ((cx - 30, cy + 19), (cx + 4, cy + 25), (cx + 31, cy + 13)):
+        draw.ellipse([p(x - 4, y - 4), p(x + 4, y + 4)], fill=WHITE, outline=NAVY, width=SCALE)
+    # caliper across the annulus
+    draw.line([p(cx - 34, cy + 36), p(cx + 34, cy + 36)], fill=NAVY, width=3 * SCALE)
+    for x in (cx - 34, cx + 34):
+        draw.line([p(x, cy + 30), p(x, cy + 42)], fill=NAVY, width=3 * SCALE)
+    return finish(image)
+
+
 def report_icon() -> Image.Image:
     """SurgicalPlanReport: a report sheet with a small heart, text lines, a bar chart and a check mark."""
     image, draw = canvas()
@@ -259,6 +285,7 @@ ICONS = {
     Path("CardiacSegmentation/Resources/Icons/CardiacSegmentation.png"): segmentation_icon,
     Path("FourDCT/Resources/Icons/FourDCT.png"): fourd_icon,
     Path("StentReconstruction/Resources/Icons/StentReconstruction.png"): stent_icon,
+    Path("InterventionPlanning/Resources/Icons/InterventionPlanning.png"): planning_icon,
     Path("SurgicalPlanReport/Resources/Icons/SurgicalPlanReport.png"): report_icon,
 }
 

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "CardiacSegmentationLib.cli_reformat",
     "FourDCTLib.cli",
     "StentReconstructionLib.cli",
+    "InterventionPlanningLib.cli",
     "SurgicalPlanReportLib.cli",
 ]
 

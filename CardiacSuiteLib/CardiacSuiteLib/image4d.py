@@ -485,3 +485,41 @@ def open_4d(inputs: str | os.PathLike | Sequence[str | os.PathLike], allow_missi
     raise InputError(
         f"{path}: unsupported 4D input; give a DICOM folder, a .seq.nrrd, a 4D NIfTI, or one 3D file per phase"
     )
+
+
+def read_ct(inputs: Sequence[str | os.PathLike], series_uid: str | None = None,
+            purpose: str = "the measurement needs Hounsfield units") -> PhaseStack:
+    """A CT phase or a 4D CT as a PhaseStack (one phase for a 3D CT), checked to be CT in HU.
+
+    ``purpose`` ends the message for an image that is not CT (why this command needs one).
+    """
+    paths = [Path(p) for p in inputs]
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+    nrrd = paths[0].is_file() and paths[0].name.lower().endswith((".nrrd", ".nhdr"))
+    if len(paths) > 1 or (nrrd and imageio.is_seq_nrrd(paths[0])):
+        stack = open_4d([str(p) for p in paths], series_uid=series_uid)
+        modality = str(stack.metadata.get("Modality", ""))
+    else:
+        stack = None
+        if paths[0].is_dir():
+            try:
+                stack = open_4d(paths[0], series_uid=series_uid)
+            except InputError:
+                stack = None  # one 3D series: read it as such below
+        if stack is None or stack.count < 2:
+            series = imageio.read_image_input(paths[0], series_uid)
+            modality = series.modality
+            stack = ArrayPhases.from_series(series) if series.frames.shape[0] > 1 else ArrayPhases(
+                series.frames, series.ijk_to_ras, name=series.name, source=series.source)
+            stack.metadata = dict(series.metadata)
+        else:
+            modality = str(stack.metadata.get("Modality", ""))
+    if modality and modality.upper() != "CT":
+        raise InputError(f"{inputs[0]}: a {modality} image, not CT; {purpose}")
+    first = np.asarray(stack.read(0))
+    if float(first.min()) >= 0.0:
+        raise InputError(f"{inputs[0]}: no value below 0, so not a CT in Hounsfield units (an MR image, or a CT "
+                         "stored without its rescale); give the CT as the scanner wrote it")
+    return stack

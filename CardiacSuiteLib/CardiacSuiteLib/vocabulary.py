@@ -108,6 +108,20 @@ class Role:
     #: The CT the device was reconstructed on (cropped to the region around the device).
     STENT_VOLUME = "StentVolume"
 
+    # --- InterventionPlanning (one set per protocol: TAVR, mitral, pulmonary, PCI; node names say which)
+    #: Markups point lists of the landmarks a protocol measured from (found or edited; multiple references).
+    PLAN_LANDMARKS = "PlanLandmarks"
+    #: Markups planes: the annular plane (TAVR, mitral) or the landing-zone plane (multiple references).
+    PLAN_PLANE = "PlanPlane"
+    #: Markups curves: annulus and section contours, centrelines, the D-shape (multiple references).
+    PLAN_CURVE = "PlanCurve"
+    #: Tables of a protocol's measurements (measurement, value, unit; multiple references, one per protocol).
+    PLAN_TABLE = "PlanTable"
+    #: Single-slice volumes: the CT in each measured cross-section (annulus, LVOT, sinus, STJ, …).
+    PLAN_SECTION_IMAGE = "PlanSectionImage"
+    #: The CT the planning measurements were made on.
+    PLAN_VOLUME = "PlanVolume"
+
 
 class Key:
     """JSON parameters on the CardiacCase node: ``case.value(Key.X)`` gives the document."""
@@ -129,6 +143,8 @@ class Key:
     CT4D_FUNCTION = "CT4DFunction"
     #: Stent reconstruction results (the ``results.json`` document of ``cardiacsuite stent``).
     STENT_RESULTS = "StentResults"
+    #: Planning results per protocol: ``{"tavr": results.json document, "mitral": …}``.
+    PLAN_RESULTS = "PlanResults"
     #: Study identity, set when the case is made.
     STUDY_INSTANCE_UID = "StudyInstanceUID"
     PATIENT_ID = "PatientID"

@@ -126,38 +126,9 @@ def parse_annulus(text: str | None, kind: str) -> dict | None:
 
 def read_ct(inputs: list[str], series_uid: str | None = None):
     """A CT phase or a 4D CT as a PhaseStack (one phase for a 3D CT), checked to be CT in HU."""
-    from CardiacSuiteLib.image4d import ArrayPhases, open_4d
-    from CardiacSuiteLib.imageio import is_seq_nrrd, read_image_input
+    from CardiacSuiteLib.image4d import read_ct as read_ct_input
 
-    paths = [Path(p) for p in inputs]
-    for path in paths:
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
-    if len(paths) > 1 or (paths[0].is_file() and is_seq_nrrd(paths[0])):
-        stack = open_4d([str(p) for p in paths], series_uid=series_uid)
-        modality = str(stack.metadata.get("Modality", ""))
-    else:
-        stack = None
-        if paths[0].is_dir():
-            try:
-                stack = open_4d(paths[0], series_uid=series_uid)
-            except InputError:
-                stack = None  # one 3D series: read it as such below
-        if stack is None or stack.count < 2:
-            series = read_image_input(paths[0], series_uid)
-            modality = series.modality
-            stack = ArrayPhases.from_series(series) if series.frames.shape[0] > 1 else ArrayPhases(
-                series.frames, series.ijk_to_ras, name=series.name, source=series.source)
-            stack.metadata = dict(series.metadata)
-        else:
-            modality = str(stack.metadata.get("Modality", ""))
-    if modality and modality.upper() != "CT":
-        raise InputError(f"{inputs[0]}: a {modality} image, not CT; the device is found by its Hounsfield units")
-    first = np.asarray(stack.read(0))
-    if float(first.min()) >= 0.0:
-        raise InputError(f"{inputs[0]}: no value below 0, so not a CT in Hounsfield units (an MR image, or a CT "
-                         "stored without its rescale); give the CT as the scanner wrote it")
-    return stack
+    return read_ct_input(inputs, series_uid, "the device is found by its Hounsfield units")
 
 
 def choose_phase(text: str | None, stack) -> tuple[int, str]:
