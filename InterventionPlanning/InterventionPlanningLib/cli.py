@@ -153,6 +153,28 @@ def choose_vessel(args, curves: dict[str, np.ndarray]) -> tuple[np.ndarray | Non
     raise InputError(f"several centrelines ({', '.join(sorted(curves))}): choose one with --vessel NAME")
 
 
+#: The scene keeps the CT round what was measured, this much beyond the landmarks and curves (mm).
+SCENE_MARGIN_MM = 40.0
+
+
+def around_results(image: np.ndarray, ijk_to_ras: np.ndarray, result) -> tuple[np.ndarray, np.ndarray]:
+    """The CT cropped to the box of the landmarks and curves grown by SCENE_MARGIN_MM (a whole chest CT would
+    make the scene bundle hundreds of megabytes for a few centimetres that were measured)."""
+    from CardiacSuiteLib.geometry import Box
+
+    points = [np.asarray(p, float).reshape(-1, 3) for p in result.landmarks.values()]
+    points += [np.asarray(c, float).reshape(-1, 3) for c in result.curves.values() if c is not None]
+    points = np.vstack(points)
+    inverse = np.linalg.inv(ijk_to_ras)
+    kji = (points @ inverse[:3, :3].T + inverse[:3, 3])[:, ::-1]
+    spacing = np.linalg.norm(np.asarray(ijk_to_ras)[:3, :3], axis=0)[::-1]
+    pad = np.ceil(SCENE_MARGIN_MM / spacing).astype(int)
+    low = np.clip(np.floor(kji.min(axis=0)).astype(int) - pad, 0, np.array(image.shape) - 1)
+    high = np.clip(np.ceil(kji.max(axis=0)).astype(int) + pad + 1, low + 1, image.shape)
+    box = Box(tuple(int(v) for v in low), tuple(int(v) for v in high))
+    return np.ascontiguousarray(image[box.slices]), box.ijk_to_ras(np.asarray(ijk_to_ras, float))
+
+
 # ------------------------------------------------------------------------------------------------ command
 
 
@@ -223,7 +245,10 @@ def plan_command(args: argparse.Namespace) -> int:
             landmark_files.write_points(staging / "landmarks.mrk.json", f"{workflow.TITLES[args.protocol]} landmarks",
                                         result.landmarks, result.landmark_sources)
             document["timing_s"] = round(time.perf_counter() - started, 2)
-            plan_scene.add_results(scene, result, document, case=case, image=image, ijk_to_ras=stack.ijk_to_ras)
+            crop, crop_ijk_to_ras = around_results(image, stack.ijk_to_ras, result)
+            document["scene_volume"] = {"voxels_ijk": list(crop.shape[::-1]),
+                                        "rule": f"the CT cropped to the landmarks and curves + {SCENE_MARGIN_MM:g} mm"}
+            plan_scene.add_results(scene, result, document, case=case, image=crop, ijk_to_ras=crop_ijk_to_ras)
             write_json(staging / "results.json", document)
             scene.SetRootDirectory(str(staging))
             if not scene.WriteToMRB(str(staging / "scene.mrb")):

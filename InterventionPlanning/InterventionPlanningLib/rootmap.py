@@ -161,6 +161,14 @@ def sinus_level_and_azimuths(rootmap: RootMap, z_min: float, z_max: float) -> tu
     return z, np.sort(np.asarray(refined))
 
 
+def _column_mean(values: np.ndarray) -> np.ndarray:
+    """Mean of each column over its finite entries, NaN where a column has none."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    total = np.where(finite, values, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _periodic_interp(values: np.ndarray, azimuths: np.ndarray, phi: float) -> float:
     return float(np.interp(np.mod(phi, 2 * math.pi), azimuths, values, period=2 * math.pi))
 
@@ -251,7 +259,7 @@ def find_hinges(rootmap: RootMap, excess: np.ndarray, z_search: tuple[float, flo
             z0 = start  # no clean ramp (coarse voxels, a closed valve's leaflets): where the lobe starts
         # the nadir's azimuth: where that sinus bulges most just above its hinge
         rows = (heights >= z0 + 1.0) & (heights <= z0 + 3.0)
-        profile = np.nanmean(np.where(inside, excess, np.nan)[rows], axis=0)
+        profile = _column_mean(np.where(inside, excess, np.nan)[rows])
         profile = np.where(inside, ndimage.gaussian_filter1d(np.nan_to_num(profile, nan=-9.0), 1.5, mode="wrap"),
                            -np.inf)
         phi = float(rootmap.azimuths[int(np.argmax(profile))])
@@ -266,7 +274,7 @@ def _crown(rootmap: RootMap, excess: np.ndarray, phi0: float, z0: float, level: 
     psis, zs = [0.0], [z0]
     for offset in (-35.0, -25.0, -15.0, 15.0, 25.0, 35.0):
         band = _sector(rootmap.azimuths, phi0 + math.radians(offset), math.radians(4.0))
-        bulge = np.nanmean(np.where(band, excess, np.nan), axis=1)
+        bulge = _column_mean(np.where(band, excess, np.nan).T)
         start = lobe_start(rootmap.heights, bulge, level)
         if start < z0 - 1.0:
             continue

@@ -89,21 +89,19 @@ def ray_radii(volume: Volume, centre: np.ndarray, directions: np.ndarray, thresh
     run = ndimage.uniform_filter1d(inside.astype(np.float32), size=gap, axis=-1, origin=-(gap // 2),
                                    mode="nearest")
     blocked = (run <= 1e-6) & (np.cumsum(inside, axis=-1) > 0)  # a whole gap below threshold, after lumen
-    first_block = np.where(blocked.any(axis=-1), blocked.argmax(axis=-1), inside.shape[-1])
-    out = np.full(inside.shape[:-1], np.nan)
-    flat_values = values.reshape(-1, len(steps))
-    flat_inside = inside.reshape(-1, len(steps))
-    for r, end in enumerate(first_block.reshape(-1)):
-        hits = np.nonzero(flat_inside[r, :end])[0]
-        if len(hits) == 0:
-            continue
-        last = hits[-1]
-        if last + 1 >= len(steps):
-            continue  # still lumen at the end of the ray: no wall within max_mm
-        v0, v1 = flat_values[r, last], flat_values[r, last + 1]
-        frac = (v0 - threshold) / (v0 - v1) if v0 != v1 else 0.5
-        out.reshape(-1)[r] = steps[last] + float(np.clip(frac, 0.0, 1.0)) * RAY_STEP_MM
-    return out
+    count = inside.shape[-1]
+    first_block = np.where(blocked.any(axis=-1), blocked.argmax(axis=-1), count)
+    before = inside & (np.arange(count) < first_block[..., None])
+    found = before.any(axis=-1)
+    last = count - 1 - np.argmax(before[..., ::-1], axis=-1)  # last lumen sample before the wall
+    found &= last + 1 < count  # still lumen at the end of the ray: no wall within max_mm
+    nxt = np.minimum(last + 1, count - 1)
+    v0 = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
+    v1 = np.take_along_axis(values, nxt[..., None], axis=-1)[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(v0 != v1, (v0 - threshold) / (v0 - v1), 0.5)
+    radius = steps[last] + np.clip(frac, 0.0, 1.0) * RAY_STEP_MM
+    return np.where(found, radius, np.nan)
 
 
 def smooth_periodic(values: np.ndarray, harmonics: int = HARMONICS) -> np.ndarray:

@@ -82,15 +82,25 @@ def confined_to_root(volume: Volume, aorta: np.ndarray, centre: np.ndarray, dire
     proximal plane (``centre``, ``direction``) set to soft tissue: on a whole-heart CT the chambers next to the root are otherwise one lumen with
     it at the scanner's resolution."""
     spacing = np.linalg.norm(volume.ijk_to_ras[:3, :3], axis=0)[::-1]
-    grown = ndimage.distance_transform_edt(~aorta, sampling=spacing) <= CONFINE_MM
-    k, j, i = np.indices(aorta.shape, sparse=False)
-    ras = np.stack([i, j, k], -1).reshape(-1, 3) @ volume.ijk_to_ras[:3, :3].T + volume.ijk_to_ras[:3, 3]
+    # work in the box round the segment and the outflow only (a whole CT is tens of millions of voxels)
+    ends = [centre - OUTFLOW_DEPTH_MM * direction, centre]
+    kji_ends = volume.kji(np.array(ends)).T
+    index = np.argwhere(aorta)
+    pad = np.ceil((OUTFLOW_RADIUS_MM + CONFINE_MM + 2.0) / spacing).astype(int)
+    low = np.maximum(np.minimum(index.min(axis=0), np.floor(kji_ends.min(axis=0)).astype(int)) - pad, 0)
+    high = np.minimum(np.maximum(index.max(axis=0), np.ceil(kji_ends.max(axis=0)).astype(int)) + pad + 1,
+                      aorta.shape)
+    box = tuple(slice(lo, hi) for lo, hi in zip(low, high))
+    grown = ndimage.distance_transform_edt(~aorta[box], sampling=spacing) <= CONFINE_MM
+    k, j, i = np.indices(grown.shape)
+    ijk = np.stack([i + low[2], j + low[1], k + low[0]], -1).reshape(-1, 3)
+    ras = ijk @ volume.ijk_to_ras[:3, :3].T + volume.ijk_to_ras[:3, 3]
     local = ras - centre
     height = local @ direction
     radial = np.linalg.norm(local - height[:, None] * direction, axis=1)
-    outflow = ((height <= -1.0) & (height >= -OUTFLOW_DEPTH_MM) & (radial <= OUTFLOW_RADIUS_MM)).reshape(aorta.shape)
-    keep = grown | outflow
-    image = np.where(keep, volume.image, np.float32(40.0))
+    outflow = ((height <= -1.0) & (height >= -OUTFLOW_DEPTH_MM) & (radial <= OUTFLOW_RADIUS_MM)).reshape(grown.shape)
+    image = np.full(volume.image.shape, np.float32(40.0))
+    image[box] = np.where(grown | outflow, volume.image[box], np.float32(40.0))
     return Volume(image, volume.ijk_to_ras)
 
 
@@ -117,6 +127,20 @@ def root_levels(volume: Volume, guess: root.RootGuess) -> LumenLevels:
     return LumenLevels(blood, tissue, 0.5 * (blood + tissue),
                        f"half-way between contrast blood ({blood:.0f} HU) and the wall ({tissue:.0f} HU), medians of "
                        f"{len(found)} places in the LV outflow and the tubular aorta")
+
+
+def section_near(volume: Volume, centre: np.ndarray, normal: np.ndarray, height: float, threshold: float,
+                 what: str, max_mm: float = 35.0) -> Section:
+    """The lumen section ``height`` mm along ``normal`` from ``centre``, or, where no closed boundary is found
+    there (a ray that finds no wall), the nearest height within 2 mm that has one."""
+    for shift in (0.0, 0.5, -0.5, 1.0, -1.0, 1.5, -1.5, 2.0, -2.0):
+        try:
+            return lumen_section(volume, centre + (height + shift) * normal, normal, threshold, max_mm=max_mm,
+                                 gap_mm=3.0)
+        except ValueError:
+            continue
+    raise ValueError(f"no closed lumen boundary at the {what} ({height:.1f} mm from the annulus): check the nadirs "
+                     "(--landmarks) or give an aorta segmentation")
 
 
 def plane_trouble(hinges, history: list, normal: np.ndarray, guess: root.RootGuess) -> str | None:
@@ -451,17 +475,17 @@ def measure(inputs: PlanInputs) -> PlanResult:
     annulus = lumen_section(volume, centre, normal, threshold, max_mm=35.0, gap_mm=3.0)
     annulus_centre = annulus.centroid
     depth = float(inputs.options.get("lvot_depth_mm", LVOT_DEPTH_MM))
-    lvot = lumen_section(volume, annulus_centre - depth * normal, normal, threshold, max_mm=35.0, gap_mm=3.0)
+    lvot = section_near(volume, annulus_centre, normal, -depth, threshold, "LVOT")
 
     # --- sinuses, STJ
     offset = float((rm.centre - centre) @ normal)  # map heights are relative to rm.centre
     level = hinges.sinus_level + offset
-    stj_height = rootmap.lobe_end(rm, excess, hinges) + offset
-    stj = lumen_section(volume, annulus_centre + stj_height * normal, normal, threshold, max_mm=35.0, gap_mm=3.0)
+    stj_height = float(np.clip(rootmap.lobe_end(rm, excess, hinges) + offset, level + 2.0, level + 25.0))
+    stj = section_near(volume, annulus_centre, normal, stj_height, threshold, "sinotubular junction")
     sov = sov_diameters(rm, cusp_phi, commissure_phi, stj_height - offset)
     for cusp in CUSPS:
         sov[cusp]["height_mm"] = _r(sov[cusp]["height_mm"] + offset, 1)
-    sov_section = lumen_section(volume, annulus_centre + level * normal, normal, threshold, max_mm=40.0, gap_mm=3.0)
+    sov_section = section_near(volume, annulus_centre, normal, level, threshold, "sinus", max_mm=40.0)
 
     # --- ascending aorta at 40 mm above the annular plane
     ascending, aortic_path = track_aorta(volume, stj.centroid, normal, threshold, centre, normal,

@@ -216,3 +216,31 @@ def test_bad_inputs_give_one_line_and_exit_2(phantom, study, tmp_path, capsys):
         error = capsys.readouterr().err.strip()
         assert message in error and len(error.splitlines()) == 1, error
         assert not out.exists()
+
+
+def test_phase_choice_of_a_4d_ct():
+    from InterventionPlanningLib.workflow import choose_phase
+
+    values = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]
+    assert choose_phase("tavr", None, values, "%", "cardiac phase") == (3, "nearest 35 % of the R-R interval")
+    assert choose_phase("pci", None, values, "%", "cardiac phase")[0] == 7
+    index, rule = choose_phase("tavr", None, values, "%", "cardiac phase", {"es_phase": 4, "ed_phase": 0})
+    assert index == 4 and "end-systole" in rule
+    assert choose_phase("tavr", "6", values, "%", "cardiac phase") == (6, "given")
+    assert choose_phase("tavr", None, [0.0], "%", "cardiac phase") == (0, "the only phase")
+
+
+def test_a_4d_ct_is_measured_at_its_systolic_phase(phantom, tmp_path):
+    from CardiacSuiteLib.image4d import ArrayPhases
+    from CardiacSuiteLib.imageio import write_seq_nrrd
+
+    quiet = np.full_like(phantom.image, -80.0)
+    frames = np.stack([quiet, phantom.image, quiet])  # only the 40 % phase holds the root
+    path = write_seq_nrrd(ArrayPhases(frames, phantom.ijk_to_ras, index_values=[0.0, 40.0, 80.0], name="4D"),
+                          tmp_path / "ct.seq.nrrd")
+    out = tmp_path / "out"
+    assert main(["plan", "tavr", str(path), "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["phase_index"] == 1 and results["phase_rule"] == "nearest 35 % of the R-R interval"
+    assert results["phase"] == "40 %"
+    assert results["annulus"]["area_mm2"] == pytest.approx(phantom.annulus["area_mm2"], rel=0.05)
