@@ -180,7 +180,7 @@ def around_results(image: np.ndarray, ijk_to_ras: np.ndarray, result) -> tuple[n
 
 def plan_command(args: argparse.Namespace) -> int:
     from CardiacSuiteLib.app import create_app
-    from CardiacSuiteLib.case import CardiacCase
+    from CardiacSuiteLib.case import CardiacCase, Key
     from CardiacSuiteLib.image4d import format_index, read_ct
 
     from . import landmarks as landmark_files
@@ -237,8 +237,8 @@ def plan_command(args: argparse.Namespace) -> int:
             "segmentation": args.segmentation or [], "landmarks_file": args.landmarks,
         })
         case = CardiacCase.get_or_create(scene, f"{workflow.TITLES[args.protocol]} study",
-                                         str(stack.metadata.get("StudyInstanceUID", "")),
-                                         str(stack.metadata.get("PatientID", "")))
+                                         str(stack.metadata.get(Key.STUDY_INSTANCE_UID, "")),
+                                         str(stack.metadata.get(Key.PATIENT_ID, "")))
         with staged_output(Path(args.out)) as staging:
             document["files"] = {"landmarks": "landmarks.mrk.json", "pictures": workflow.write_pictures(result, staging),
                                  "scene": "scene.mrb"}

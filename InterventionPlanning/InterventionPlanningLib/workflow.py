@@ -20,6 +20,8 @@ DEFAULT_PHASE_PERCENT = {"tavr": 35.0, "mitral": 35.0, "pulmonary": 35.0, "pci":
 #: CT window of the section pictures (centre, width), HU: a contrast-CT angiography window.
 PICTURE_WINDOW = (300.0, 900.0)
 PICTURE_SCALE = 2
+#: Pictures are enlarged to at least this width (a coronary section is a few millimetres across).
+PICTURE_MIN_PIXELS = 400
 
 
 def protocol_function(name: str):
@@ -89,15 +91,16 @@ def results_document(result: PlanResult, inputs: PlanInputs, extra: dict | None 
 def picture(section: SectionImage, window: tuple[float, float] = PICTURE_WINDOW, scale: int = PICTURE_SCALE):
     """The section as an 8-bit picture with its contour (yellow) and extra lines (cyan), anterior up where the
     plane allows: rows along v, columns along u, as sampled."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     centre, width = window
     grey = np.clip((section.pixels - (centre - width / 2)) / width * 255.0, 0, 255).astype(np.uint8)
     rows, cols = grey.shape
+    scale = max(scale, int(math.ceil(PICTURE_MIN_PIXELS / cols)))
     image = Image.fromarray(grey[::-1], mode="L").convert("RGB")
     image = image.resize((cols * scale, rows * scale), Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=13)
+    font = _font(13)
 
     def to_pixels(xy: np.ndarray) -> list[tuple[float, float]]:
         x = (xy[:, 0] / section.pixel_mm + (cols - 1) / 2.0) * scale
@@ -118,8 +121,24 @@ def picture(section: SectionImage, window: tuple[float, float] = PICTURE_WINDOW,
     bar = bar_mm / section.pixel_mm * scale
     draw.line([(10, image.height - 12), (10 + bar, image.height - 12)], fill=(255, 255, 255), width=3)
     draw.text((12, image.height - 30), f"{bar_mm:g} mm", fill=(255, 255, 255), font=font)
-    draw.text((8, 6), section.title, fill=(255, 255, 255), font=font)
+    title_font, size = font, 13
+    while size > 8 and draw.textlength(section.title, font=title_font) > image.width - 16:
+        size -= 1
+        title_font = _font(size)
+    draw.text((8, 6), section.title, fill=(255, 255, 255), font=title_font)
     return image
+
+
+def _font(size: int):
+    """DejaVu Sans where matplotlib brings it (it has ², ³ and °), else Pillow's own."""
+    from PIL import ImageFont
+
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default(size=size)
 
 
 def write_pictures(result: PlanResult, folder: Path) -> list[str]:
