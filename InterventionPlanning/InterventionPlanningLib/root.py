@@ -3,9 +3,11 @@
 In order of preference: the nadirs the user gave; a segmentation with the aorta (and the left ventricle: the
 plane of their contact); and, with the CT alone, the lumen itself. The last works on any field of view that
 holds the LV outflow and the ascending aorta: on a 1.5 mm copy, contrast lumen (closed leaflets included, at
-a low threshold), a path through the middle of the lumen from the largest inscribed ball (the LV cavity) to
-the farthest wide exit of the lumen from the image (the aorta leaving the field of view), and the first waist
-along it (the LV outflow and annulus). Everything after this only needs the guess to be within ~8 mm and ~20°.
+a low threshold), its two farthest wide ends (the LV cavity and the aorta leaving the field of view), a path
+through the middle of the lumen between them, and the first waist along it with the LV wider before and the
+sinuses wider after (the outflow and annulus), in both directions along the path when both have one (the
+caller keeps the one with sinuses beyond it). Everything after this only needs the guess to be within ~8 mm
+and ~20°.
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ def from_aorta_mask(aorta: np.ndarray, grid: Grid, lv: np.ndarray | None = None)
     return RootGuess(centre, _unit(ahead - centre), "the root end of the aorta segment", path)
 
 
-def from_lumen(image: np.ndarray, ijk_to_ras: np.ndarray) -> RootGuess:
-    """The root from the contrast lumen alone (module docstring)."""
+def from_lumen(image: np.ndarray, ijk_to_ras: np.ndarray) -> list[RootGuess]:
+    """The root from the contrast lumen alone (module docstring): one guess per direction along the path that
+    has an outflow waist, the usual one (aorta above the LV) first; the caller keeps the one with sinuses
+    beyond its waist."""
     from skimage.graph import MCP_Geometric
 
     source = Grid(tuple(image.shape), np.asarray(ijk_to_ras, float))
@@ -143,15 +147,20 @@ def from_lumen(image: np.ndarray, ijk_to_ras: np.ndarray) -> RootGuess:
         raise ValueError("could not follow the lumen from the left ventricle into the aorta: give --segmentation "
                          "(an aorta segment) or the three nadirs in --landmarks")
     path = resample_polyline(_centred_path(lumen, grid, first, second), 1.0)[0]
-    if path[0][2] > path[-1][2]:  # start in the LV: the aortic root lies above the LV cavity
+    if path[0][2] > path[-1][2]:  # the aortic root usually lies above the LV cavity: try that way first
         path = path[::-1]
-    radius = ndimage.map_coordinates(depth, grid.ras_to_kji(path).T, order=1)
-    radius = ndimage.gaussian_filter1d(radius, 2.0)
-    waist = _outflow_waist(radius)
-    if waist is None:
+    radius = ndimage.gaussian_filter1d(ndimage.map_coordinates(depth, grid.ras_to_kji(path).T, order=1), 2.0)
+    guesses = []
+    for way, (points, radii) in enumerate(((path, radius), (path[::-1], radius[::-1]))):
+        waist = _outflow_waist(radii)
+        if waist is not None:
+            ahead = min(waist + 25, len(points) - 1)
+            guesses.append(RootGuess(points[waist], _unit(points[ahead] - points[waist]),
+                                     "the contrast lumen (LV to aorta path)" if way == 0 else
+                                     "the contrast lumen (LV to aorta path, the aorta running below the LV)", points))
+    if not guesses:
         raise ValueError("no LV outflow waist along the lumen path: give --segmentation or the nadirs")
-    ahead = min(waist + 25, len(path) - 1)
-    return RootGuess(path[waist], _unit(path[ahead] - path[waist]), "the contrast lumen (LV to aorta path)", path)
+    return guesses
 
 
 #: Lumen deeper than this (mm from the wall) is a chamber or a great vessel, not a branch.
@@ -171,12 +180,14 @@ def _outflow_waist(radius: np.ndarray) -> int | None:
     return None
 
 
-def locate(inputs: PlanInputs) -> RootGuess:
+def locate(inputs: PlanInputs) -> list[RootGuess]:
+    """Candidate roots, the likeliest first (one, except from the lumen alone, where both directions along the
+    LV–aorta path can have a waist)."""
     nadir_names = ("nadir_right", "nadir_left", "nadir_non_coronary")
     if all(name in inputs.landmarks for name in nadir_names):
-        return from_nadirs(np.array([inputs.landmarks[n] for n in nadir_names]))
+        return [from_nadirs(np.array([inputs.landmarks[n] for n in nadir_names]))]
     aorta = inputs.mask("aorta")
     if aorta is not None and aorta.any():
         grid = Grid(tuple(inputs.image.shape), np.asarray(inputs.ijk_to_ras, float))
-        return from_aorta_mask(aorta, grid, inputs.mask("left ventricle", "lv"))
+        return [from_aorta_mask(aorta, grid, inputs.mask("left ventricle", "lv"))]
     return from_lumen(inputs.image, inputs.ijk_to_ras)

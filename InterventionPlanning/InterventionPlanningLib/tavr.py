@@ -143,6 +143,23 @@ def section_near(volume: Volume, centre: np.ndarray, normal: np.ndarray, height:
                      "(--landmarks) or give an aorta segmentation")
 
 
+def sinus_strength(volume: Volume, guess: root.RootGuess) -> float:
+    """How three-lobed the lumen is 3-25 mm beyond a guess (mm of third harmonic; 0 without a lumen)."""
+    try:
+        levels = lumen_levels(volume, guess.centre)
+    except ValueError:
+        return 0.0
+    coarse = rootmap.build(volume, guess.centre, guess.direction, levels.threshold_hu, np.arange(3.0, 25.0, 2.0))
+    return float(np.max(np.abs(np.fft.rfft(coarse.wall, axis=1)[:, 3])) * 2.0 / coarse.wall.shape[1])
+
+
+def choose_guess(volume: Volume, guesses: list) -> root.RootGuess:
+    """The candidate root with sinuses beyond it (the strongest three-lobed lumen)."""
+    if len(guesses) == 1:
+        return guesses[0]
+    return max(guesses, key=lambda g: sinus_strength(volume, g))
+
+
 def plane_trouble(hinges, history: list, normal: np.ndarray, guess: root.RootGuess) -> str | None:
     """Why a found annular plane is not to be trusted, or None: the plane did not settle, the sinuses are not
     above the nadirs, the nadirs are far apart in height, or the plane turned far from the root's axis."""
@@ -381,7 +398,7 @@ def measure(inputs: PlanInputs) -> PlanResult:
     volume = inputs.volume
     given = {k: np.asarray(v, float) for k, v in inputs.landmarks.items()}
     notes: list[str] = []
-    guess = root.locate(inputs)
+    guess = choose_guess(volume, root.locate(inputs))
     aorta = inputs.mask("aorta")
     if aorta is not None and aorta.any() and not all(n in given for n in NADIRS):
         raw_levels = lumen_levels(volume, guess.centre)

@@ -58,20 +58,51 @@ def tavr_study(work: Path) -> tuple[Path, list[str]]:
     return write_ct(big, matrix, work / "tavr" / "ct.nrrd"), []
 
 
-def helper_study(protocol: str, work: Path) -> tuple[Path, list[str]] | None:
-    """The other protocols' phantoms, through their own ``benchmark_study`` (ct path, command options)."""
-    import importlib
+def mitral_study(work: Path) -> tuple[Path, list[str]]:
+    """The mitral phantom with the six annulus landmarks, the aortic annulus centre and the puncture point given,
+    as a user places them."""
+    from phantoms import mitral
 
-    module = {"mitral": "phantoms.mitral", "pulmonary": "phantoms.rvot", "pci": "phantoms.coronary_stenosis"}[protocol]
-    try:
-        phantoms = importlib.import_module(module)
-    except ImportError:
-        return None
-    phantom = phantoms.benchmark_phantom()
+    from InterventionPlanningLib import landmarks
+
+    phantom = mitral.mitral(seed=3)
     big, matrix = embed(phantom.image, phantom.ijk_to_ras)
-    folder = work / protocol
+    folder = work / "mitral"
     ct = write_ct(big, matrix, folder / "ct.nrrd")
-    return ct, phantoms.benchmark_options(phantom, folder)
+    given = {**phantom.landmarks, "aortic_annulus_center": phantom.aortic_annulus_center,
+             "transseptal_puncture": phantom.transseptal_puncture}
+    landmarks.write_points(folder / "landmarks.mrk.json", "mitral landmarks", given, {})
+    return ct, ["--landmarks", str(folder / "landmarks.mrk.json")]
+
+
+def pulmonary_study(work: Path) -> tuple[Path, list[str]]:
+    """The RVOT phantom with the user's clicks (RVOT start and bifurcation)."""
+    from phantoms import rvot
+
+    from InterventionPlanningLib import landmarks
+
+    phantom = rvot.rvot_phantom(seed=3)
+    big, matrix = embed(phantom.image, phantom.ijk_to_ras)
+    folder = work / "pulmonary"
+    ct = write_ct(big, matrix, folder / "ct.nrrd")
+    clicks = {name: phantom.clicks[name] for name in ("rvot_start", "pa_bifurcation")}
+    landmarks.write_points(folder / "landmarks.mrk.json", "clicks", clicks, {})
+    return ct, ["--landmarks", str(folder / "landmarks.mrk.json")]
+
+
+def pci_study(work: Path) -> tuple[Path, list[str]]:
+    """The 60 % stenosis phantom with its vessel centreline drawn as a curve."""
+    from phantoms import coronary_stenosis
+
+    phantom = coronary_stenosis.coronary_stenosis(stenosis_percent=60, seed=60)
+    folder = work / "pci"
+    coronary_stenosis.write(phantom, folder)
+    big, matrix = embed(phantom.image, phantom.ijk_to_ras)
+    ct = write_ct(big, matrix, folder / "ct.nrrd")
+    return ct, ["--curve", str(folder / "vessel.mrk.json"), "--vessel", "LAD"]
+
+
+STUDIES = {"tavr": tavr_study, "mitral": mitral_study, "pulmonary": pulmonary_study, "pci": pci_study}
 
 
 def main(argv=None) -> int:
@@ -86,11 +117,7 @@ def main(argv=None) -> int:
     print(f"\n{'protocol':<12}{'wall (s)':>10}{'CPU (s)':>10}{'memory (MiB)':>14}{'command (s)':>13}")
     failed = 0
     for protocol in args.protocols.split(","):
-        study = tavr_study(work) if protocol == "tavr" else helper_study(protocol, work)
-        if study is None:
-            print(f"{protocol:<12}no phantom")
-            continue
-        ct, options = study
+        ct, options = STUDIES[protocol](work)
         out = work / f"out_{protocol}"
         status, seconds, peak, output, cpu = fp.run_measured(fp.cardiacsuite() + [
             "plan", protocol, str(ct), "--out", str(out), "--quiet", *options])

@@ -548,7 +548,7 @@ def aortic_root(
 def _plain(value):
     """Arrays and numpy scalars as JSON values (points rounded to 0.1 µm)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):

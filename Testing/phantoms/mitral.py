@@ -55,7 +55,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .stent import _edge, _grid_around, _noise, _round, _smoothstep
+from .aortic_root import _plain
+from .stent import _edge, _grid_around, _noise, _smoothstep
 
 #: Landmarks in anatomical order round the annulus.
 LANDMARKS = ("mitral_anterior_horn", "mitral_trigone_left", "mitral_commissure_anterolateral",
@@ -417,18 +418,6 @@ def mitral(
 
 
 # ---------------------------------------------------------------------------------------------- files
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _round(value) if value.dtype.kind == "f" else value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def truth_dict(phantom: MitralPhantom) -> dict:

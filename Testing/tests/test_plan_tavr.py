@@ -244,3 +244,13 @@ def test_a_4d_ct_is_measured_at_its_systolic_phase(phantom, tmp_path):
     assert results["phase_index"] == 1 and results["phase_rule"] == "nearest 35 % of the R-R interval"
     assert results["phase"] == "40 %"
     assert results["annulus"]["area_mm2"] == pytest.approx(phantom.annulus["area_mm2"], rel=0.05)
+
+
+def test_a_root_turned_upside_down_is_found_the_same(phantom, measured):
+    """Nothing assumes the aorta runs up: the same phantom rotated 180° about the R axis measures the same."""
+    turn = np.diag([1.0, -1.0, -1.0, 1.0])
+    upside_down = tavr.measure(PlanInputs(phantom.image, turn @ phantom.ijk_to_ras)).results
+    assert upside_down["annulus"]["area_mm2"] == pytest.approx(measured.results["annulus"]["area_mm2"], rel=0.01)
+    for side in ("left", "right"):
+        assert upside_down["coronary_height_mm"][side] == pytest.approx(
+            measured.results["coronary_height_mm"][side], abs=0.3)
