@@ -81,6 +81,7 @@ def results_document(result: PlanResult, inputs: PlanInputs, extra: dict | None 
     document["protocol"] = result.protocol
     document.setdefault("phase", inputs.phase_label)
     document["landmark_sources"] = dict(result.landmark_sources)
+    document.setdefault("edited", sorted(n for n, s in result.landmark_sources.items() if s == "given"))
     document["notes"] = list(result.notes)
     document["table"] = [{"measurement": m, "value": v, "unit": u} for m, v, u in result.table]
     if extra:
