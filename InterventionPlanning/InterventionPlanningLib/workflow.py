@@ -131,14 +131,12 @@ def picture(section: SectionImage, window: tuple[float, float] = PICTURE_WINDOW,
 
 
 def _font(size: int):
-    """DejaVu Sans where matplotlib brings it (it has ², ³ and °), else Pillow's own."""
+    """DejaVu Sans where the system has it (it has ², ³ and °), else Pillow's own font."""
     from PIL import ImageFont
 
     try:
-        import matplotlib
-
-        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
-    except (ImportError, OSError):
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:
         return ImageFont.load_default(size=size)
 
 
