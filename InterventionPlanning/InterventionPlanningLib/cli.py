@@ -109,10 +109,7 @@ def read_segmentations(paths: list[str], shape, ijk_to_ras: np.ndarray, scene) -
             part_names = {i + 1: segmentation.GetNthSegment(i).GetName().lower()
                           for i in range(segmentation.GetNumberOfSegments())}
         else:
-            try:
-                series = read_image_input(path)
-            except InputError:
-                raise
+            series = read_image_input(path)
             part = np.rint(series.frames[0]).astype(np.int32)
             part = _on_grid(part, series.ijk_to_ras, shape, ijk_to_ras, str(path))
             values = [int(v) for v in np.unique(part) if v > 0]

@@ -104,10 +104,8 @@ def add_results(scene, result: PlanResult, document: dict, volume_node=None, cas
         nodes.curves[name] = node
         case.add_reference(Role.PLAN_CURVE, node)
 
-    rows = [[m, v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v), u]
-            for m, v, u in result.table]
     table = mrml.add_table(scene, f"{title} measurements", ["Measurement", "Value", "Unit"],
-                           [[m, str(v), u] for m, v, u in rows])
+                           [[m, str(v), u] for m, v, u in result.table])
     table.SetAttribute(PROTOCOL, protocol)
     nodes.table = table
     case.add_reference(Role.PLAN_TABLE, table)

@@ -193,8 +193,7 @@ def segment_plane(volume: Volume, aorta: np.ndarray, guess: root.RootGuess, thre
     return centre, _unit(normal if normal @ guess.direction >= 0 else -normal)
 
 
-def find_plane(volume: Volume, centre: np.ndarray, normal: np.ndarray, threshold: float,
-               given: dict[str, np.ndarray], iterations: int = 6):
+def find_plane(volume: Volume, centre: np.ndarray, normal: np.ndarray, threshold: float, iterations: int = 6):
     """Nadirs, the annular plane and the last root map (see module docstring)."""
     heights = np.arange(-15.0, 40.0 + 1e-9, rootmap.HEIGHT_STEP_MM)
     history = []
@@ -295,7 +294,7 @@ def calcium(volume: Volume, rm: rootmap.RootMap, threshold_hu: float, sector_of,
     z = local @ rm.normal
     x, y = local @ rm.u, local @ rm.v
     rho, phi = np.hypot(x, y), np.mod(np.arctan2(y, x), 2 * math.pi)
-    wall = np.array([rm.radius(a, b) for a, b in zip(z, phi)]) if len(z) < 5000 else _wall_lookup(rm, z, phi)
+    wall = _wall_lookup(rm, z, phi)
     region = rho <= wall + 1.5
     bright = np.zeros(volume.image.shape, bool)
     hot = (image >= threshold_hu) & region
@@ -418,7 +417,7 @@ def measure(inputs: PlanInputs) -> PlanResult:
         history = []
     else:
         try:
-            _, hinges0, _, found_centre, found_normal, history = find_plane(volume, centre, normal, threshold, given)
+            _, hinges0, _, found_centre, found_normal, history = find_plane(volume, centre, normal, threshold)
             trouble = plane_trouble(hinges0, history, found_normal, guess)
         except ValueError as error:
             trouble = str(error)
@@ -470,20 +469,19 @@ def measure(inputs: PlanInputs) -> PlanResult:
         return float((np.asarray(point) - centre) @ normal)
 
     cusp_phi = {c: azimuth_of(landmarks[n]) for c, n in zip(CUSPS, NADIRS)}
+    offset = float((rm.centre - centre) @ normal)  # map heights are relative to rm.centre
+    lobe_top = rootmap.lobe_end(rm, excess, hinges)  # where the sinuses end, in map heights
     # commissures: between consecutive cusps, at the crown-fit height (tops of the hinge lines)
     pairs = (("right", "left"), ("left", "non_coronary"), ("non_coronary", "right"))
-    stj_guess = None
     for name, (a, b) in zip(COMMISSURES, pairs):
         phi = float(np.angle(np.exp(1j * cusp_phi[a]) + np.exp(1j * cusp_phi[b])))
         if abs(np.angle(np.exp(1j * (phi - cusp_phi[a])))) < math.radians(30):
             phi += math.pi  # the short way round between two cusps 120° apart
         tops = [crown[0] + crown[1] for crown in (hinges.crowns[index_of[a]], hinges.crowns[index_of[b]]) if crown]
         if tops:
-            z = float(np.mean(tops)) - float((rm.centre - centre) @ normal)
-            source = "found"
+            z, source = float(np.mean(tops)), "found"
         else:
-            stj_guess = stj_guess or 0.8 * float(np.nanmax(hinges.sinus_level * 2.0))
-            z, source = stj_guess, "found (hinge line not measurable: placed at 80 % of twice the sinus level)"
+            z, source = lobe_top, "found (hinge line not measurable: placed at the sinotubular junction)"
         point = rm.point(z, phi)
         landmarks[name], sources[name] = (given[name], "given") if name in given else (point, source)
     commissure_phi = {n: azimuth_of(landmarks[n]) for n in COMMISSURES}
@@ -495,9 +493,8 @@ def measure(inputs: PlanInputs) -> PlanResult:
     lvot = section_near(volume, annulus_centre, normal, -depth, threshold, "LVOT")
 
     # --- sinuses, STJ
-    offset = float((rm.centre - centre) @ normal)  # map heights are relative to rm.centre
     level = hinges.sinus_level + offset
-    stj_height = float(np.clip(rootmap.lobe_end(rm, excess, hinges) + offset, level + 2.0, level + 25.0))
+    stj_height = float(np.clip(lobe_top + offset, level + 2.0, level + 25.0))
     stj = section_near(volume, annulus_centre, normal, stj_height, threshold, "sinotubular junction")
     sov = sov_diameters(rm, cusp_phi, commissure_phi, stj_height - offset)
     for cusp in CUSPS:
