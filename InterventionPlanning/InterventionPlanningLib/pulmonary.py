@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage
@@ -50,9 +51,9 @@ from .sections import (
     Volume,
     lumen_levels,
     lumen_section,
+    reject_spikes,
     plane_basis,
     polygon_measures,
-    ray_radii,
     sample_plane,
     smooth_periodic,
 )
@@ -167,30 +168,13 @@ def _section(volume: Volume, centre: np.ndarray, normal: np.ndarray, threshold: 
 def _light(volume: Volume, centre: np.ndarray, normal: np.ndarray, threshold: float, u: np.ndarray | None = None,
            recentre: int = 1) -> Section | None:
     """A section from TRACK_RAYS rays, to steer the centreline: its centroid and a rough boundary."""
-    n = _unit(np.asarray(normal, dtype=float))
-    u, v = plane_basis(n, u)
-    phi = np.linspace(0.0, 2.0 * math.pi, TRACK_RAYS, endpoint=False)
-    directions = np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v
-    point = np.asarray(centre, dtype=float)
-    for attempt in range(recentre + 1):
-        raw = ray_radii(volume, point, directions, threshold, MAX_RADIUS_MM, GAP_MM)
-        good = np.isfinite(raw)
-        if good.sum() < TRACK_RAYS // 2:
-            return None
-        filled = np.interp(np.arange(TRACK_RAYS), np.flatnonzero(good), raw[good], period=TRACK_RAYS)
-        median = ndimage.median_filter(filled, size=7, mode="wrap")
-        raw = np.where(np.abs(filled - median) > 3.0, np.nan, raw)  # a ray escaping into a branch
-        radii = smooth_periodic(raw, 8)
-        try:
-            measures = polygon_measures(np.column_stack([radii * np.cos(phi), radii * np.sin(phi)]))
-        except ValueError:
-            return None
-        c = measures["centroid_2d"]
-        if attempt < recentre and math.hypot(*c) > 0.05:
-            point = point + c[0] * u + c[1] * v
-        else:
-            break
-    return Section(point, n, u, v, radii, raw, measures)
+    try:
+        section = lumen_section(volume, centre, _unit(np.asarray(normal, dtype=float)), threshold, MAX_RADIUS_MM,
+                                GAP_MM, u, recentre, harmonics=8, rays=TRACK_RAYS, spike_window=7)
+    except ValueError:
+        return None
+    # rays into a branch do not count as found (``_rays_found``)
+    return replace(section, raw_radii=reject_spikes(section.raw_radii, window=7))
 
 
 def _rays_found(section: Section) -> float:

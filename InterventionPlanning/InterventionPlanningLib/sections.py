@@ -183,23 +183,24 @@ def polygon_measures(xy: np.ndarray) -> dict:
 
 def lumen_section(volume: Volume, centre: np.ndarray, normal: np.ndarray, threshold: float, max_mm: float = 30.0,
                   gap_mm: float = 2.5, u: np.ndarray | None = None, recentre: int = 2,
-                  harmonics: int = HARMONICS) -> Section:
+                  harmonics: int = HARMONICS, rays: int = AZIMUTHS, spike_window: int = 31) -> Section:
     """The lumen section in the plane through ``centre`` (any point inside the lumen) of ``normal``.
 
     The ray centre moves to the section's centroid ``recentre`` times, so an off-centre start does not bias the
-    boundary where rays graze it.
+    boundary where rays graze it. ``rays`` rays round the centre; a ray more than 3 mm off the median of the
+    ``spike_window`` rays round it has run into a side branch and is left out.
     """
     n = np.asarray(normal, float) / np.linalg.norm(normal)
     u, v = plane_basis(n, u)
-    phi = np.linspace(0.0, 2.0 * math.pi, AZIMUTHS, endpoint=False)
+    phi = np.linspace(0.0, 2.0 * math.pi, rays, endpoint=False)
     directions = np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v
-    point = np.asarray(centre, float) - (np.asarray(centre, float) - centre) @ n * n
+    point = np.asarray(centre, float)
     for attempt in range(recentre + 1):
         raw = ray_radii(volume, point, directions, threshold, max_mm, gap_mm)
-        if np.isfinite(raw).sum() < AZIMUTHS // 2:
+        if np.isfinite(raw).sum() < rays // 2:
             raise ValueError("no lumen boundary round this point (the point is outside the lumen, or the lumen "
                              f"is wider than {max_mm:g} mm)")
-        radii = smooth_periodic(_reject_spikes(raw), harmonics)
+        radii = smooth_periodic(reject_spikes(raw, window=spike_window), harmonics)
         xy = np.column_stack([radii * np.cos(phi), radii * np.sin(phi)])
         measures = polygon_measures(xy)
         c = measures["centroid_2d"]
@@ -210,15 +211,15 @@ def lumen_section(volume: Volume, centre: np.ndarray, normal: np.ndarray, thresh
     return Section(point, n, u, v, radii, raw, measures)
 
 
-def _reject_spikes(radii: np.ndarray, limit_mm: float = 3.0) -> np.ndarray:
+def reject_spikes(radii: np.ndarray, limit_mm: float = 3.0, window: int = 31) -> np.ndarray:
     """Radii that jump out of their neighbourhood (a ray escaping into a side branch) set to NaN."""
     out = np.asarray(radii, float).copy()
     good = np.isfinite(out)
-    if good.sum() < 16:
+    if good.sum() < min(16, len(out) // 2):
         return out
     x = np.arange(len(out))
     filled = np.interp(x, x[good], out[good], period=len(out))
-    median = ndimage.median_filter(filled, size=31, mode="wrap")
+    median = ndimage.median_filter(filled, size=window, mode="wrap")
     out[np.abs(filled - median) > limit_mm] = np.nan
     return out
 
