@@ -58,12 +58,15 @@ class RootMap:
         return self.centre + z * self.normal + r * self.direction(phi)
 
     def radius(self, z: float, phi: float) -> float:
-        """Wall distance by bilinear interpolation of the cleaned map."""
-        zi = (z - self.heights[0]) / HEIGHT_STEP_MM
-        pi = (phi % (2 * math.pi)) / math.radians(AZIMUTH_STEP_DEG)
-        n = len(self.azimuths)
+        """Wall distance at one height and azimuth (see ``radii``)."""
+        return float(self.radii(np.array([z], float), np.array([phi], float))[0])
+
+    def radii(self, z: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """Wall distances by bilinear interpolation of the cleaned map, azimuth wrapping round."""
+        zi = (np.asarray(z, float) - self.heights[0]) / HEIGHT_STEP_MM
+        pi = np.mod(np.asarray(phi, float), 2 * math.pi) / math.radians(AZIMUTH_STEP_DEG)
         extended = np.concatenate([self.wall, self.wall[:, :1]], axis=1)
-        return float(ndimage.map_coordinates(extended, [[zi], [pi if pi < n else pi - n]], order=1, mode="nearest")[0])
+        return ndimage.map_coordinates(extended, [zi, pi], order=1, mode="nearest")
 
     def area(self) -> np.ndarray:
         """Polar section area about the axis at each height (mm²)."""

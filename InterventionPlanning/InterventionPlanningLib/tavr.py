@@ -294,7 +294,7 @@ def calcium(volume: Volume, rm: rootmap.RootMap, threshold_hu: float, sector_of,
     z = local @ rm.normal
     x, y = local @ rm.u, local @ rm.v
     rho, phi = np.hypot(x, y), np.mod(np.arctan2(y, x), 2 * math.pi)
-    wall = _wall_lookup(rm, z, phi)
+    wall = rm.radii(z, phi)
     region = rho <= wall + 1.5
     bright = np.zeros(volume.image.shape, bool)
     hot = (image >= threshold_hu) & region
@@ -337,13 +337,6 @@ def calcium(volume: Volume, rm: rootmap.RootMap, threshold_hu: float, sector_of,
             "valve_mm3": {c: _r(v, 1) for c, v in valve.items()}, "valve_total_mm3": _r(sum(valve.values()), 1),
             "valve_threshold_mm3": {c: _r(v, 1) for c, v in valve_threshold.items()},
             "lvot_mm3": _r(lvot, 1), "lvot_threshold_mm3": _r(lvot_threshold, 1)}
-
-
-def _wall_lookup(rm: rootmap.RootMap, z: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    zi = (z - rm.heights[0]) / rootmap.HEIGHT_STEP_MM
-    pi = phi / math.radians(rootmap.AZIMUTH_STEP_DEG)
-    extended = np.concatenate([rm.wall, rm.wall[:, :1]], axis=1)
-    return ndimage.map_coordinates(extended, [zi, pi], order=1, mode="nearest")
 
 
 def _voxels_near(volume: Volume, rm: rootmap.RootMap, z_low: float, z_high: float):
